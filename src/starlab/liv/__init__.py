@@ -1,0 +1,21 @@
+"""LIV operators: the pool of 17 classes, their layers (parallel and recurrent forms) and the pure ops."""
+
+from starlab.liv.base import LIV, State, state_nbytes
+from starlab.liv.build import KINDS, build_liv, check_width
+from starlab.liv.config import LIVConfig
+from starlab.liv.pool import LIVClass, class_ids, classes, get_class, register
+
+__all__ = [
+    "KINDS",
+    "LIV",
+    "LIVClass",
+    "LIVConfig",
+    "State",
+    "build_liv",
+    "check_width",
+    "class_ids",
+    "classes",
+    "get_class",
+    "register",
+    "state_nbytes",
+]

@@ -1,0 +1,53 @@
+"""Turn a pool entry into a layer: the only place that maps a class's ``kind`` to its implementation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlab.liv.attention import Attention
+from starlab.liv.base import LIV, FeaturizedLIV
+from starlab.liv.config import LIVConfig
+from starlab.liv.convolution import LongConv, ShortConv
+from starlab.liv.differential import Differential
+from starlab.liv.memoryless import Memoryless
+from starlab.liv.pool import LIVClass, get_class
+from starlab.liv.recurrence import Recurrence
+
+#: Layer implementation of each kind named in the pool.
+KINDS: dict[str, type[FeaturizedLIV]] = {
+    "attention": Attention,
+    "recurrence": Recurrence,
+    "short_conv": ShortConv,
+    "long_conv": LongConv,
+    "memoryless": Memoryless,
+}
+
+
+def check_width(width: Any) -> int:
+    """Model widths are positive multiples of 8 (heads, state groups and SwiGLU sizes divide evenly)."""
+    if isinstance(width, bool) or not isinstance(width, int) or width < 8 or width % 8:
+        raise ValueError(f"width must be a positive multiple of 8, got {width!r}")
+    return width
+
+
+def build_liv(
+    liv_class: LIVClass | int | str,
+    width: int,
+    config: LIVConfig | None = None,
+    *,
+    featurizer: Any = None,
+    reuse_features: bool = False,
+) -> LIV:
+    """Build the layer for a pool class (by entry, id or name) at ``width``.
+
+    ``featurizer`` passes an existing featurizer (featurizer sharing); ``reuse_features`` builds a layer
+    without a cached side that mixes an earlier layer's cached features (feature-group sharing).
+    """
+    spec = liv_class if isinstance(liv_class, LIVClass) else get_class(liv_class)
+    width, config = check_width(width), config or LIVConfig()
+    layer_type = KINDS[spec.kind]
+    if spec.differential:
+        return Differential(
+            spec, width, config, branch_type=layer_type, featurizer=featurizer, reuse_features=reuse_features
+        )
+    return layer_type(spec, width, config, featurizer=featurizer, reuse_features=reuse_features)

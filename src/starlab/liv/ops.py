@@ -1,0 +1,248 @@
+"""Pure token-mixing functions: the math of every LIV, with no parameters and no shapes to guess.
+
+Layers (``starlab.liv.layers``) own the parameters and projections; they call these functions. Each fast
+op has a ``naive_*`` twin that spells the same computation out as an explicit loop or matrix. The naive
+versions exist for tests and benchmarks only: they are the definition the fast ops are checked against.
+
+Shape conventions: sequences are ``(batch, length, channels)``; attention tensors are
+``(batch, heads, length, head_dim)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# --------------------------------------------------------------------------------------------------
+# Rotary position embedding
+# --------------------------------------------------------------------------------------------------
+
+
+def rope_angles(positions: Tensor, head_dim: int, base: float = 10_000.0) -> tuple[Tensor, Tensor]:
+    """cos/sin tables of shape ``(len(positions), head_dim // 2)`` for rotary embeddings."""
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
+    angles = positions.to(torch.float32)[:, None] * inv_freq[None, :]
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate channel pairs ``(i, i + head_dim/2)`` of ``x (..., length, head_dim)`` by position angles."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Softmax attention (dense token mixing: sigma(C_i B_j))
+# --------------------------------------------------------------------------------------------------
+
+
+def repeat_kv(x: Tensor, n_heads: int) -> Tensor:
+    """Expand ``(batch, kv_heads, length, d)`` to ``n_heads`` heads, for grouped-query attention."""
+    batch, kv_heads, length, dim = x.shape
+    if kv_heads == n_heads:
+        return x
+    rep = n_heads // kv_heads
+    return x[:, :, None].expand(batch, kv_heads, rep, length, dim).reshape(batch, n_heads, length, dim)
+
+
+def causal_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """Causal softmax attention; ``k``/``v`` may have fewer heads than ``q`` (GQA).
+
+    When ``q`` is shorter than ``k`` (decoding), the queries are the *last* positions of the sequence, so
+    every query sees all keys up to and including its own position.
+    """
+    n_heads = q.shape[1]
+    k, v = repeat_kv(k, n_heads), repeat_kv(v, n_heads)
+    if q.shape[2] == 1:
+        return F.scaled_dot_product_attention(q, k, v)
+    if q.shape[2] != k.shape[2]:
+        raise ValueError(f"queries ({q.shape[2]}) and keys ({k.shape[2]}) must have the same length")
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+
+def naive_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """Reference: explicit score matrix, causal mask, softmax."""
+    n_heads, length = q.shape[1], q.shape[2]
+    k, v = repeat_kv(k, n_heads), repeat_kv(v, n_heads)
+    offset = k.shape[2] - length
+    scores = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
+    rows = torch.arange(length, device=q.device)[:, None] + offset
+    cols = torch.arange(k.shape[2], device=q.device)[None, :]
+    scores = scores.masked_fill(cols > rows, float("-inf"))
+    return scores.softmax(dim=-1) @ v
+
+
+# --------------------------------------------------------------------------------------------------
+# Causal depthwise short convolution (explicit Toeplitz kernel K_{i-j}, a few taps)
+# --------------------------------------------------------------------------------------------------
+
+
+def causal_depthwise_conv(x: Tensor, weight: Tensor) -> Tensor:
+    """``y[t, c] = sum_k weight[c, k] * x[t - (K-1) + k, c]`` with zeros before the start.
+
+    ``x (batch, length, channels)``, ``weight (channels, K)``; the last tap multiplies the current token.
+    """
+    length, taps = x.shape[1], weight.shape[1]
+    y = F.conv1d(x.transpose(1, 2), weight.unsqueeze(1), padding=taps - 1, groups=weight.shape[0])
+    return y[..., :length].transpose(1, 2)
+
+
+def naive_depthwise_conv(x: Tensor, weight: Tensor) -> Tensor:
+    """Reference: the sum over taps written out with explicit shifts."""
+    taps = weight.shape[1]
+    padded = F.pad(x, (0, 0, taps - 1, 0))
+    return sum(padded[:, k : k + x.shape[1]] * weight[:, k] for k in range(taps))
+
+
+def conv_step(window: Tensor, x_t: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
+    """One decoding step of :func:`causal_depthwise_conv`.
+
+    ``window (batch, K-1, channels)`` holds the previous inputs; returns ``(y_t, new_window)``.
+    """
+    full = torch.cat((window, x_t[:, None]), dim=1)
+    return (full * weight.t()).sum(dim=1), full[:, 1:]
+
+
+# --------------------------------------------------------------------------------------------------
+# Selective diagonal linear recurrence (semi-separable: C_i A_{i-1}...A_{j+1} B_j)
+# --------------------------------------------------------------------------------------------------
+#
+#   h_t = exp(log_a_t) * h_{t-1} + x_t (outer) b_t        h: (heads, head_dim, state)
+#   y_t = h_t @ c_t
+#
+# The decay exp(log_a) is a per-head scalar (log_a <= 0), b and c are shared by all heads: the structured
+# state-space-dual form of a selective SSM. The parallel form below is the chunked algorithm: exact
+# attention-like matmuls inside chunks, state passing between chunks through a small segment-sum matrix.
+# Every exponent it takes is a sum of log-decays, hence <= 0, so nothing overflows.
+
+
+def segment_sum(x: Tensor) -> Tensor:
+    """``out[..., i, j] = sum_{j < k <= i} x[..., k]`` for ``i >= j``, ``-inf`` above the diagonal."""
+    size = x.shape[-1]
+    strictly_lower = torch.ones(size, size, dtype=torch.bool, device=x.device).tril(-1)
+    sums = x[..., None].expand(*x.shape, size).masked_fill(~strictly_lower, 0).cumsum(dim=-2)
+    lower = torch.ones(size, size, dtype=torch.bool, device=x.device).tril()
+    return sums.masked_fill(~lower, float("-inf"))
+
+
+def chunked_scan(
+    x: Tensor, log_a: Tensor, b: Tensor, c: Tensor, chunk: int = 64, initial_state: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """Parallel form of the selective recurrence.
+
+    Args:
+        x: ``(batch, length, heads, head_dim)`` inputs (already scaled by the step size).
+        log_a: ``(batch, length, heads)`` log-decays, ``<= 0``.
+        b, c: ``(batch, length, state)`` input and readout projections.
+        chunk: chunk length; cost is ``O(length * chunk)`` inside chunks plus ``O((length/chunk)^2)``.
+        initial_state: optional ``(batch, heads, head_dim, state)``.
+
+    Returns:
+        ``y (batch, length, heads, head_dim)`` and the final state ``(batch, heads, head_dim, state)``.
+    """
+    batch, length, heads, head_dim = x.shape
+    pad = (-length) % chunk
+    if pad:  # zero inputs with zero log-decay leave the state untouched
+        x, log_a, b, c = (F.pad(t, (0, 0) * (t.dim() - 2) + (0, pad)) for t in (x, log_a, b, c))
+    n_chunks = (length + pad) // chunk
+    xs = x.reshape(batch, n_chunks, chunk, heads, head_dim).permute(0, 3, 1, 2, 4)  # b h n t p
+    bs = b.reshape(batch, 1, n_chunks, chunk, -1)
+    cs = c.reshape(batch, 1, n_chunks, chunk, -1)
+    a = log_a.reshape(batch, n_chunks, chunk, heads).permute(0, 3, 1, 2)  # b h n t
+    a_cum = a.cumsum(dim=-1)
+
+    # 1. inside each chunk: y = (C B^T * decay) X, a masked "attention" with decays instead of softmax
+    scores = (cs @ bs.transpose(-1, -2)) * torch.exp(segment_sum(a))
+    y = scores @ xs
+    # 2. the state each chunk leaves behind, starting from zero
+    decay_to_end = torch.exp(a_cum[..., -1:] - a_cum)
+    chunk_states = (xs * decay_to_end[..., None]).transpose(-1, -2) @ bs  # b h n p s
+    # 3. pass states between chunks: state entering chunk z = sum over earlier chunks, decayed
+    if initial_state is None:
+        initial_state = chunk_states.new_zeros(chunk_states[:, :, :1].shape)
+    else:
+        initial_state = initial_state[:, :, None]
+    chunk_states = torch.cat((initial_state, chunk_states), dim=2)
+    chunk_decay = torch.exp(segment_sum(F.pad(a_cum[..., -1], (1, 0))))  # b h n+1 n+1
+    states = torch.einsum("bhzc,bhcps->bhzps", chunk_decay, chunk_states)
+    entering, final = states[:, :, :-1], states[:, :, -1]
+    # 4. contribution of the entering state to every position of the chunk
+    y = y + (cs @ entering.transpose(-1, -2)) * torch.exp(a_cum)[..., None]
+    y = y.permute(0, 2, 3, 1, 4).reshape(batch, n_chunks * chunk, heads, head_dim)
+    return y[:, :length], final
+
+
+def scan_update(state: Tensor, x_t: Tensor, log_a_t: Tensor, b_t: Tensor) -> Tensor:
+    """``h_t = exp(log_a_t) h_{t-1} + x_t b_t^T`` for ``state (batch, heads, head_dim, state)``."""
+    return state * torch.exp(log_a_t)[..., None, None] + x_t[..., None] * b_t[:, None, None, :]
+
+
+def scan_readout(state: Tensor, c_t: Tensor) -> Tensor:
+    """``y_t = h_t c_t``: ``(batch, heads, head_dim)``."""
+    return torch.einsum("bhps,bs->bhp", state, c_t)
+
+
+def sequential_scan(
+    x: Tensor, log_a: Tensor, b: Tensor, c: Tensor, chunk: int = 64, initial_state: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """Reference: the recurrence as a Python loop over time (same signature as :func:`chunked_scan`)."""
+    del chunk
+    batch, length, heads, head_dim = x.shape
+    state = x.new_zeros(batch, heads, head_dim, b.shape[-1]) if initial_state is None else initial_state
+    ys = []
+    for t in range(length):
+        state = scan_update(state, x[:, t], log_a[:, t], b[:, t])
+        ys.append(scan_readout(state, c[:, t]))
+    return torch.stack(ys, dim=1), state
+
+
+# --------------------------------------------------------------------------------------------------
+# Causal long convolution (scaled Toeplitz with a kernel as long as the sequence)
+# --------------------------------------------------------------------------------------------------
+
+
+def fft_causal_conv(u: Tensor, kernel: Tensor) -> Tensor:
+    """``y[t, c] = sum_{s <= t} kernel[c, t - s] * u[s, c]`` in ``O(L log L)`` via zero-padded FFTs.
+
+    ``u (batch, length, channels)``, ``kernel (channels, length)``.
+    """
+    length = u.shape[1]
+    n = 2 * length
+    work = u.dtype if u.dtype in (torch.float32, torch.float64) else torch.float32  # no half-precision FFTs
+    u_f = torch.fft.rfft(u.transpose(1, 2).to(work), n=n)
+    k_f = torch.fft.rfft(kernel.to(work), n=n)
+    y = torch.fft.irfft(u_f * k_f, n=n)[..., :length]
+    return y.transpose(1, 2).to(u.dtype)
+
+
+def direct_causal_conv(u: Tensor, kernel: Tensor) -> Tensor:
+    """Reference: the same convolution as an explicit lower-triangular Toeplitz matmul (``O(L^2)``)."""
+    length = u.shape[1]
+    idx = torch.arange(length, device=u.device)
+    lag = idx[:, None] - idx[None, :]
+    toeplitz = kernel[:, lag.clamp(min=0)] * (lag >= 0)  # channels, t, s
+    return torch.einsum("cts,bsc->btc", toeplitz, u)
+
+
+def long_conv_step(history: Tensor, kernel: Tensor) -> Tensor:
+    """Output at the last position of ``history (batch, t, channels)`` for ``kernel (channels, >= t)``."""
+    length = history.shape[1]
+    return torch.einsum("btc,ct->bc", history, kernel[:, :length].flip(-1))
+
+
+# --------------------------------------------------------------------------------------------------
+# Gated memoryless unit (diagonal token mixing)
+# --------------------------------------------------------------------------------------------------
+
+
+def swiglu(gate: Tensor, value: Tensor) -> Tensor:
+    """SwiGLU's token-wise mixing: ``silu(gate) * value``."""
+    return F.silu(gate) * value
+
+
+def naive_swiglu(gate: Tensor, value: Tensor) -> Tensor:
+    """Reference: the sigmoid written out."""
+    return gate * torch.sigmoid(gate) * value
