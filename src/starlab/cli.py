@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.table import Table
 
+from starlab import runtime
+
 
 def positive_int(text: str) -> int:
     try:
@@ -46,15 +48,17 @@ def liv_list(args: argparse.Namespace) -> None:
     rows = []
     for spec in classes():
         layer = build_liv(spec, width)
-        rows.append({
-            "id": spec.id,
-            "name": spec.name,
-            "operator_genome": spec.operator_genome_text,
-            "family": spec.family,
-            "params": sum(p.numel() for p in layer.parameters()),
-            "cache_bytes": layer.cache_bytes(args.seq_len),
-            "description": spec.description,
-        })
+        rows.append(
+            {
+                "id": spec.id,
+                "name": spec.name,
+                "operator_genome": spec.operator_genome_text,
+                "family": spec.family,
+                "params": sum(p.numel() for p in layer.parameters()),
+                "cache_bytes": layer.cache_bytes(args.seq_len),
+                "description": spec.description,
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
         return
@@ -81,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    runtime.configure()
     try:
         args.handler(args)
     except ValueError as error:

@@ -104,9 +104,7 @@ class LIV(nn.Module):
         check_input(x, self.width, 3, self.name)
         return self._forward_features(x, self._check_shared(shared))
 
-    def init_state(
-        self, batch: int, device: torch.device | None = None, dtype: torch.dtype | None = None
-    ) -> State:
+    def init_state(self, batch: int, device: torch.device | None = None, dtype: torch.dtype | None = None) -> State:
         """Empty decoding state for ``batch`` sequences."""
         reference = next(self.parameters())
         return self._init_state(batch, device or reference.device, dtype or reference.dtype)

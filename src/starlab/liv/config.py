@@ -23,7 +23,7 @@ class LIVConfig:
 
     head_dim: int = 64
     rope_base: float = 10_000.0
-    recurrence_head_dim: int = 16
+    recurrence_head_dim: int = 32
     scan_chunk: int = 64
     mlp_ratio: float = 8 / 3
     mlp_multiple: int = 8

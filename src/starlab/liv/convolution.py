@@ -103,8 +103,10 @@ class ImplicitFilter(nn.Module):
         slow, fast = math.log(1e-2) / 1.5, math.log(1e-2) / 0.3
         self.register_buffer("decay", torch.linspace(-slow, -fast, channels), False)
         self.mlp = nn.Sequential(
-            nn.Linear(1 + 2 * bands, hidden), Sin(hidden),
-            nn.Linear(hidden, hidden), Sin(hidden),
+            nn.Linear(1 + 2 * bands, hidden),
+            Sin(hidden),
+            nn.Linear(hidden, hidden),
+            Sin(hidden),
             nn.Linear(hidden, channels, bias=False),
         )
         self._memo: tuple[tuple, Tensor] | None = None
@@ -138,9 +140,7 @@ class LongConvFeaturizer(nn.Module):
         taps = spec.settings.get("conv_size", 3)
         self.c_proj = nn.Linear(width, width, bias=False)
         self.c_conv = conv_weight(width, taps) if taps else None
-        self.filter = ImplicitFilter(
-            width, config.filter_hidden, config.filter_bands, config.filter_reference_length
-        )
+        self.filter = ImplicitFilter(width, config.filter_hidden, config.filter_bands, config.filter_reference_length)
         self.skip = nn.Parameter(torch.zeros(width))
         self.bv_proj = nn.Linear(width, 2 * width, bias=False) if cached else None
         self.bv_conv = conv_weight(2 * width, taps) if cached and taps else None

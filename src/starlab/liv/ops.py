@@ -114,18 +114,18 @@ def conv_step(window: Tensor, x_t: Tensor, weight: Tensor) -> tuple[Tensor, Tens
 #   y_t = h_t @ c_t
 #
 # The decay exp(log_a) is a per-head scalar (log_a <= 0), b and c are shared by all heads: the structured
-# state-space-dual form of a selective SSM. The parallel form below is the chunked algorithm: exact
-# attention-like matmuls inside chunks, state passing between chunks through a small segment-sum matrix.
-# Every exponent it takes is a sum of log-decays, hence <= 0, so nothing overflows.
+# state-space-dual form of a selective SSM (Mamba-2). The parallel form below is the chunked algorithm: exact
+# attention-like matmuls inside chunks, state passing between chunks through a small decay matrix. Decays
+# between positions are exponentials of differences of cumulative log-decays, masked to the causal part
+# before exponentiating, so every exponent taken is <= 0 and nothing overflows.
 
 
-def segment_sum(x: Tensor) -> Tensor:
-    """``out[..., i, j] = sum_{j < k <= i} x[..., k]`` for ``i >= j``, ``-inf`` above the diagonal."""
-    size = x.shape[-1]
-    strictly_lower = torch.ones(size, size, dtype=torch.bool, device=x.device).tril(-1)
-    sums = x[..., None].expand(*x.shape, size).masked_fill(~strictly_lower, 0).cumsum(dim=-2)
-    lower = torch.ones(size, size, dtype=torch.bool, device=x.device).tril()
-    return sums.masked_fill(~lower, float("-inf"))
+def decay_matrix(log_a_cum: Tensor) -> Tensor:
+    """``out[..., i, j] = exp(cum[i] - cum[j])`` for ``i >= j`` (decay from step ``j`` to ``i``), else 0."""
+    size = log_a_cum.shape[-1]
+    causal = torch.ones(size, size, dtype=torch.bool, device=log_a_cum.device).tril()
+    diff = log_a_cum[..., :, None] - log_a_cum[..., None, :]
+    return torch.exp(diff.masked_fill(~causal, float("-inf")))
 
 
 def chunked_scan(
@@ -151,22 +151,19 @@ def chunked_scan(
     xs = x.reshape(batch, n_chunks, chunk, heads, head_dim).permute(0, 3, 1, 2, 4)  # b h n t p
     bs = b.reshape(batch, 1, n_chunks, chunk, -1)
     cs = c.reshape(batch, 1, n_chunks, chunk, -1)
-    a = log_a.reshape(batch, n_chunks, chunk, heads).permute(0, 3, 1, 2)  # b h n t
-    a_cum = a.cumsum(dim=-1)
+    a_cum = log_a.reshape(batch, n_chunks, chunk, heads).permute(0, 3, 1, 2).cumsum(dim=-1)  # b h n t
 
     # 1. inside each chunk: y = (C B^T * decay) X, a masked "attention" with decays instead of softmax
-    scores = (cs @ bs.transpose(-1, -2)) * torch.exp(segment_sum(a))
-    y = scores @ xs
+    y = ((cs @ bs.transpose(-1, -2)) * decay_matrix(a_cum)) @ xs
     # 2. the state each chunk leaves behind, starting from zero
-    decay_to_end = torch.exp(a_cum[..., -1:] - a_cum)
-    chunk_states = (xs * decay_to_end[..., None]).transpose(-1, -2) @ bs  # b h n p s
+    chunk_states = (xs * torch.exp(a_cum[..., -1:] - a_cum)[..., None]).transpose(-1, -2) @ bs  # b h n p s
     # 3. pass states between chunks: state entering chunk z = sum over earlier chunks, decayed
     if initial_state is None:
         initial_state = chunk_states.new_zeros(chunk_states[:, :, :1].shape)
     else:
         initial_state = initial_state[:, :, None]
     chunk_states = torch.cat((initial_state, chunk_states), dim=2)
-    chunk_decay = torch.exp(segment_sum(F.pad(a_cum[..., -1], (1, 0))))  # b h n+1 n+1
+    chunk_decay = decay_matrix(F.pad(a_cum[..., -1], (1, 0)).cumsum(dim=-1))  # b h n+1 n+1
     states = torch.einsum("bhzc,bhcps->bhzps", chunk_decay, chunk_states)
     entering, final = states[:, :, :-1], states[:, :, -1]
     # 4. contribution of the entering state to every position of the chunk
@@ -219,12 +216,11 @@ def fft_causal_conv(u: Tensor, kernel: Tensor) -> Tensor:
 
 
 def direct_causal_conv(u: Tensor, kernel: Tensor) -> Tensor:
-    """Reference: the same convolution as an explicit lower-triangular Toeplitz matmul (``O(L^2)``)."""
-    length = u.shape[1]
-    idx = torch.arange(length, device=u.device)
-    lag = idx[:, None] - idx[None, :]
-    toeplitz = kernel[:, lag.clamp(min=0)] * (lag >= 0)  # channels, t, s
-    return torch.einsum("cts,bsc->btc", toeplitz, u)
+    """Reference: the same sum computed directly in ``O(L^2)``, as a depthwise conv with a full-length kernel."""
+    length, channels = u.shape[1], u.shape[2]
+    padded = F.pad(u.transpose(1, 2), (length - 1, 0))
+    y = F.conv1d(padded, kernel[:, :length].flip(-1).unsqueeze(1), groups=channels)
+    return y.transpose(1, 2)
 
 
 def long_conv_step(history: Tensor, kernel: Tensor) -> Tensor:

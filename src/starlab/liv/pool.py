@@ -122,33 +122,87 @@ def classes() -> list[LIVClass]:
 
 def _register_defaults() -> None:
     base_classes = [
-        LIVClass(1, "SA-1", "attention", (1, 2, 1, 2, 3), {"kv_repeat": 1, "qkv_conv": 0},
-                 description="multi-head softmax attention, linear Q/K/V, RoPE"),
-        LIVClass(2, "SA-2", "attention", (2, 2, 1, 2, 3), {"kv_repeat": 1, "qkv_conv": 3},
-                 description="softmax attention, Q/K/V through a causal depthwise conv (k=3)"),
-        LIVClass(3, "SA-3", "attention", (3, 2, 1, 2, 3), {"kv_repeat": 4, "qkv_conv": 0},
-                 description="grouped-query attention, K/V repeat factor 4"),
-        LIVClass(4, "SA-4", "attention", (4, 2, 1, 2, 3), {"kv_repeat": 2, "qkv_conv": 0},
-                 description="grouped-query attention, K/V repeat factor 2"),
-        LIVClass(5, "Rec-1", "recurrence", (5, 4, 1, 1, 1), {"state_expansion": 16, "conv_size": 3},
-                 description="selective diagonal linear recurrence, state expansion 16"),
-        LIVClass(6, "Rec-2", "recurrence", (6, 4, 1, 1, 1), {"state_expansion": 2, "conv_size": 3},
-                 description="selective diagonal linear recurrence, state expansion 2"),
-        LIVClass(7, "GConv-1", "short_conv", (7, 3, 1, 1, 1), {"kernel_size": 3},
-                 description="gated short convolution, explicit kernel length 3"),
-        LIVClass(8, "GConv-2", "long_conv", (8, 3, 1, 1, 1), {"conv_size": 3},
-                 description="Hyena-style gated long convolution, implicit filter, FFT"),
-        LIVClass(9, "GMemless", "memoryless", (9, 1, 1, 4, 2), {},
-                 description="SwiGLU gated MLP"),
+        LIVClass(
+            1,
+            "SA-1",
+            "attention",
+            (1, 2, 1, 2, 3),
+            {"kv_repeat": 1, "qkv_conv": 0},
+            description="multi-head softmax attention, linear Q/K/V, RoPE",
+        ),
+        LIVClass(
+            2,
+            "SA-2",
+            "attention",
+            (2, 2, 1, 2, 3),
+            {"kv_repeat": 1, "qkv_conv": 3},
+            description="softmax attention, Q/K/V through a causal depthwise conv (k=3)",
+        ),
+        LIVClass(
+            3,
+            "SA-3",
+            "attention",
+            (3, 2, 1, 2, 3),
+            {"kv_repeat": 4, "qkv_conv": 0},
+            description="grouped-query attention, K/V repeat factor 4",
+        ),
+        LIVClass(
+            4,
+            "SA-4",
+            "attention",
+            (4, 2, 1, 2, 3),
+            {"kv_repeat": 2, "qkv_conv": 0},
+            description="grouped-query attention, K/V repeat factor 2",
+        ),
+        LIVClass(
+            5,
+            "Rec-1",
+            "recurrence",
+            (5, 4, 1, 1, 1),
+            {"state_expansion": 16, "conv_size": 3},
+            description="selective diagonal linear recurrence, state expansion 16",
+        ),
+        LIVClass(
+            6,
+            "Rec-2",
+            "recurrence",
+            (6, 4, 1, 1, 1),
+            {"state_expansion": 2, "conv_size": 3},
+            description="selective diagonal linear recurrence, state expansion 2",
+        ),
+        LIVClass(
+            7,
+            "GConv-1",
+            "short_conv",
+            (7, 3, 1, 1, 1),
+            {"kernel_size": 3},
+            description="gated short convolution, explicit kernel length 3",
+        ),
+        LIVClass(
+            8,
+            "GConv-2",
+            "long_conv",
+            (8, 3, 1, 1, 1),
+            {"conv_size": 3},
+            description="Hyena-style gated long convolution, implicit filter, FFT",
+        ),
+        LIVClass(9, "GMemless", "memoryless", (9, 1, 1, 4, 2), {}, description="SwiGLU gated MLP"),
     ]
     for liv_class in base_classes:
         register(liv_class)
     for offset, base in enumerate(base_classes[:8]):
         class_id = 10 + offset
-        register(LIVClass(
-            class_id, f"{base.name}-Diff", base.kind, (class_id, *base.operator_genome[1:]), base.settings,
-            base=base.id, description=f"differential {base.name}: out(mix_a(x) - lambda * mix_b(x))",
-        ))
+        register(
+            LIVClass(
+                class_id,
+                f"{base.name}-Diff",
+                base.kind,
+                (class_id, *base.operator_genome[1:]),
+                base.settings,
+                base=base.id,
+                description=f"differential {base.name}: out(mix_a(x) - lambda * mix_b(x))",
+            )
+        )
 
 
 _register_defaults()

@@ -1,0 +1,62 @@
+"""The command line: JSON shapes, tables, and one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from starlab.cli import main
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_liv_list_json_lists_all_classes(capsys):
+    code, out, _ = run_cli(capsys, "liv", "list", "--width", "64", "--seq-len", "128", "--json")
+    rows = json.loads(out)
+    assert code == 0 and len(rows) == 17
+    assert {"id", "name", "operator_genome", "family", "params", "cache_bytes"} <= set(rows[0])
+    sa1 = rows[0]
+    assert (sa1["name"], sa1["operator_genome"], sa1["family"]) == ("SA-1", "12123", "attention")
+    assert sa1["cache_bytes"] == 2 * 64 * 128 * 2 and sa1["params"] == 4 * 64 * 64
+    assert rows[8]["cache_bytes"] == 0  # GMemless
+
+
+def test_liv_list_table(capsys):
+    code, out, _ = run_cli(capsys, "liv", "list", "--width", "64")
+    assert code == 0 and "GConv-2-Diff" in out and "cache_bytes" in out
+
+
+def test_bad_width_is_one_line_error(capsys):
+    code, out, err = run_cli(capsys, "liv", "list", "--width", "12")
+    assert code == 2 and out == ""
+    assert err.strip() == "starlab: error: width must be a positive multiple of 8, got 12"
+
+
+def test_console_script_entry_point():
+    result = subprocess.run(
+        [sys.executable, "-m", "starlab.cli", "liv", "list", "--width", "16", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert len(json.loads(result.stdout)) == 17
+
+
+@pytest.mark.parametrize("argv", [["liv"], ["liv", "list", "--width", "abc"], ["nonsense"]])
+def test_argument_errors_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+
+
+def test_runtime_keeps_freed_memory_on_linux():
+    import sys
+
+    from starlab import runtime
+
+    assert runtime.keep_freed_memory() is sys.platform.startswith("linux")

@@ -1,0 +1,122 @@
+"""Properties every one of the 17 LIV classes must have, at small widths so the suite stays fast."""
+
+import pytest
+import torch
+
+from starlab.liv import LIVConfig, build_liv, class_ids, get_class, state_nbytes
+
+WIDTH = 32
+#: small chunks and head sizes so that short test sequences cross chunk and head boundaries
+CONFIG = LIVConfig(head_dim=16, recurrence_head_dim=8, scan_chunk=8)
+ALL = class_ids()
+
+
+def make(class_id, dtype=torch.float32):
+    torch.manual_seed(class_id)
+    return build_liv(class_id, WIDTH, CONFIG).to(dtype)
+
+
+def decode(layer, x):
+    state, ys = layer.init_state(x.shape[0]), [x[:, :0]]
+    for t in range(x.shape[1]):
+        y_t, state = layer.step(x[:, t], state)
+        ys.append(y_t[:, None])
+    return torch.cat(ys, dim=1), state
+
+
+def test_pool_has_the_17_classes_of_the_paper():
+    assert ALL == list(range(1, 18))
+    assert [get_class(i).name for i in range(1, 10)] == [
+        "SA-1", "SA-2", "SA-3", "SA-4", "Rec-1", "Rec-2", "GConv-1", "GConv-2", "GMemless",
+    ]  # fmt: skip
+    assert get_class("gconv-1").operator_genome_text == "73111"
+    assert get_class(14).name == "Rec-1-Diff" and get_class(14).base == 5
+
+
+@pytest.mark.parametrize("class_id", ALL)
+def test_causal(class_id):
+    layer = make(class_id)
+    x = torch.randn(2, 21, WIDTH)
+    y = layer(x)
+    for t in (0, 9, 17):
+        x2 = x.clone()
+        x2[:, t + 1 :] = torch.randn_like(x2[:, t + 1 :]) * 3
+        torch.testing.assert_close(layer(x2)[:, : t + 1], y[:, : t + 1], rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(layer(x2)[:, t + 1 :], y[:, t + 1 :])  # the future does matter later
+
+
+@pytest.mark.parametrize("class_id", ALL)
+def test_recurrent_form_equals_parallel_form(class_id):
+    layer = make(class_id)
+    x = torch.randn(2, 19, WIDTH)
+    y_steps, _ = decode(layer, x)
+    torch.testing.assert_close(y_steps, layer(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("class_id", ALL)
+def test_gradients_reach_every_parameter(class_id):
+    layer = make(class_id)
+    x = torch.randn(2, 12, WIDTH, requires_grad=True)
+    layer(x).square().mean().backward()
+    for name, param in layer.named_parameters():
+        assert param.grad is not None, f"{name} got no gradient"
+        assert torch.isfinite(param.grad).all(), f"{name} has a non-finite gradient"
+        assert param.grad.abs().sum() > 0, f"{name} has an all-zero gradient"
+    assert torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("class_id", ALL)
+def test_measured_state_equals_analytic_cache(class_id):
+    layer = make(class_id)
+    batch = 3
+    for length in (0, 5, 13):
+        _, state = decode(layer, torch.randn(batch, length, WIDTH))
+        measured = state_nbytes(state) / batch
+        assert measured == layer.cache_bytes(length, bytes_per_value=4)
+
+
+@pytest.mark.parametrize("class_id", ALL)
+def test_cache_growth_matches_the_family(class_id):
+    spec, layer = get_class(class_id), make(class_id)
+    small, large = layer.cache_bytes(100), layer.cache_bytes(1000)
+    if spec.family == "memoryless":
+        assert small == large == 0
+    elif spec.family == "attention" or spec.kind == "long_conv":
+        assert large > small > 0
+    else:
+        assert large == small > 0
+
+
+@pytest.mark.parametrize("class_id", ALL)
+def test_bad_input_is_a_clear_value_error(class_id):
+    layer = make(class_id)
+    with pytest.raises(ValueError, match=rf"\(batch, length, {WIDTH}\).*got \(2, 5, 16\)"):
+        layer(torch.randn(2, 5, 16))
+    with pytest.raises(ValueError, match=r"expects shape .*got \(5, 32\)"):
+        layer(torch.randn(5, WIDTH))
+    with pytest.raises(ValueError, match=r"floating-point.*torch.int64"):
+        layer(torch.ones(2, 5, WIDTH, dtype=torch.long))
+    with pytest.raises(ValueError, match=rf"\(batch, {WIDTH}\)"):
+        layer.step(torch.randn(2, 1, WIDTH), layer.init_state(2))
+
+
+def test_differential_classes_double_the_base_cache():
+    for class_id in range(10, 18):
+        diff, base = make(class_id), make(get_class(class_id).base)
+        assert diff.cache_bytes(50) == 2 * base.cache_bytes(50)
+
+
+def test_gqa_classes_shrink_the_kv_cache_by_their_repeat_factor():
+    sa1, sa3, sa4 = (build_liv(i, 256).cache_bytes(4096) for i in (1, 3, 4))
+    assert sa1 == 2 * 256 * 4096 * 2
+    assert (sa3, sa4) == (sa1 // 4, sa1 // 2)
+
+
+def test_width_validation():
+    for width in (0, 12, -8, 7.5, "64"):
+        with pytest.raises(ValueError, match="width must be a positive multiple of 8"):
+            build_liv(1, width)
+    with pytest.raises(ValueError, match=r"not in 1\.\.17"):
+        build_liv(23, 64)
+    with pytest.raises(ValueError, match="non-negative integer"):
+        build_liv(1, 64).cache_bytes(-1)
