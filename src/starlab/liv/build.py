@@ -30,6 +30,20 @@ def check_width(width: Any) -> int:
     return width
 
 
+def build_featurizer(liv_class: LIVClass | int | str, width: int, config: LIVConfig | None = None, cached: bool = True):
+    """A fresh featurizer for a class (a pair of them for a differential class), to share between layers.
+
+    ``cached=False`` builds only the own side, for groups whose members all reuse an earlier layer's features.
+    """
+    spec = liv_class if isinstance(liv_class, LIVClass) else get_class(liv_class)
+    width, config = check_width(width), config or LIVConfig()
+    featurizer_type = KINDS[spec.kind].Featurizer
+    if spec.differential:
+        base = get_class(spec.base)
+        return tuple(featurizer_type(base, width, config, cached=cached) for _ in range(2))
+    return featurizer_type(spec, width, config, cached=cached)
+
+
 def build_liv(
     liv_class: LIVClass | int | str,
     width: int,

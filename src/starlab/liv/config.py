@@ -28,7 +28,7 @@ class LIVConfig:
     mlp_ratio: float = 8 / 3
     mlp_multiple: int = 8
     filter_hidden: int = 64
-    filter_bands: int = 4
+    filter_bands: int = 8
     filter_reference_length: int = 1024
     diff_lambda_init: float = 0.8
 

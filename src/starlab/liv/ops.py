@@ -84,10 +84,12 @@ def causal_depthwise_conv(x: Tensor, weight: Tensor) -> Tensor:
     """``y[t, c] = sum_k weight[c, k] * x[t - (K-1) + k, c]`` with zeros before the start.
 
     ``x (batch, length, channels)``, ``weight (channels, K)``; the last tap multiplies the current token.
+    The result is contiguous in ``(batch, length, channels)`` order: downstream kernels (SDPA's flash path
+    among them) are more than 2x slower on the transposed layout ``conv1d`` returns.
     """
     length, taps = x.shape[1], weight.shape[1]
     y = F.conv1d(x.transpose(1, 2), weight.unsqueeze(1), padding=taps - 1, groups=weight.shape[0])
-    return y[..., :length].transpose(1, 2)
+    return y[..., :length].transpose(1, 2).contiguous()
 
 
 def naive_depthwise_conv(x: Tensor, weight: Tensor) -> Tensor:

@@ -1,0 +1,76 @@
+"""Named genomes (baselines and seeds), usable anywhere a genome is: ``transformer++``, ``striped-mamba``, ...
+
+Every preset is a stack of (token mixer, GMemless) pairs with no sharing, so depth must be even. Striped
+hybrids put softmax attention (SA-1) in 25% of the mixer positions — MAD's compute-optimal hybridisation
+ratio — spread evenly with attention closing each stripe (at depth 4 that is MAD's ``[hyena, swiglu,
+attention, swiglu]``), and the hybrid's other family everywhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from starlab.genome.genome import Genome
+from starlab.liv.pool import get_class
+
+ATTENTION_FRACTION = 0.25
+
+
+def _pairs(mixers: list[str]) -> Genome:
+    slots = []
+    for name in mixers:
+        slots += [(get_class(name).id, 1, 1, 1, 1), (get_class("GMemless").id, 1, 1, 1, 1)]
+    return Genome.from_slots(slots)
+
+
+def _uniform(mixer: str) -> Callable[[int], list[str]]:
+    return lambda n: [mixer] * n
+
+
+def _striped(other: str) -> Callable[[int], list[str]]:
+    def mixers(n: int) -> list[str]:
+        n_attention = max(1, round(ATTENTION_FRACTION * n))
+        # mixer i is attention when the running count of attention slots steps up at i
+        return ["SA-1" if (i + 1) * n_attention // n > i * n_attention // n else other for i in range(n)]
+
+    return mixers
+
+
+PRESETS: dict[str, Callable[[int], list[str]]] = {
+    "transformer++": _uniform("SA-1"),
+    "striped-mamba": _striped("Rec-1"),
+    "striped-hyena": _striped("GConv-2"),
+    "mamba": _uniform("Rec-1"),
+    "hyena": _uniform("GConv-2"),
+    "gconv": _uniform("GConv-1"),
+}
+
+DEFAULT_DEPTH = 24
+
+
+def preset(name: str, depth: int = DEFAULT_DEPTH) -> Genome:
+    """The named preset at ``depth`` slots (even, at least 2)."""
+    key = name.strip().lower()
+    if key not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 2 or depth % 2:
+        raise ValueError(f"preset depth must be an even integer >= 2 (mixer + GMemless pairs), got {depth!r}")
+    return _pairs(PRESETS[key](depth // 2))
+
+
+def resolve(text: str, depth: int | None = None, repair: bool = False) -> Genome:
+    """A genome from a preset name, a JSON file path, a JSON document or the text form."""
+    stripped = text.strip()
+    if stripped.lower() in PRESETS:
+        return preset(stripped, depth or DEFAULT_DEPTH)
+    if stripped.startswith(("{", "[")):
+        return Genome.from_json(stripped, repair=repair)
+    if stripped.endswith(".json"):
+        path = Path(stripped)
+        if not path.is_file():
+            raise ValueError(f"genome file {stripped} does not exist")
+        return Genome.from_json(path.read_text(), repair=repair)
+    if depth is not None:
+        raise ValueError("--depth applies to presets only; a genome's text fixes its depth")
+    return Genome.parse(stripped, repair=repair)

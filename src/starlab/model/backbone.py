@@ -1,0 +1,169 @@
+"""A STAR backbone built from a genome: embedding -> N pre-norm residual LIV slots -> RMSNorm -> LM head.
+
+    x = embed(tokens)
+    for each slot i:   x = x + LIV_i(RMSNorm_i(x))        # LIV_i may share with earlier slots
+    logits = head(RMSNorm(x))                             # head tied to the embedding by default
+
+Sharing is real. Featurizer sharing: the slots of a group hold the *same* featurizer module, so its parameters
+exist (and train) once. Feature-group sharing: later members are built without a cached side and receive
+the cached features of the group's first member, in the parallel form and in decoding alike, so the group's
+decode state exists once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from starlab.genome import Genome
+from starlab.liv import LIV, LIVConfig, State, build_featurizer, build_liv, check_width
+
+
+def build_slots(genome: Genome, width: int, config: LIVConfig) -> list[LIV]:
+    """One LIV per slot, wired for the genome's featurizer and feature-group sharing."""
+    leaders, sources = genome.featurizer_leaders(), genome.feature_sources()
+    reuses = [source is not None and source != index for index, source in enumerate(sources)]
+    featurizers: dict[int, Any] = {}
+    for leader in dict.fromkeys(lead for lead in leaders if lead is not None):
+        members = [index for index, lead in enumerate(leaders) if lead == leader]
+        cached = not all(reuses[index] for index in members)  # build the cached side if any member computes it
+        featurizers[leader] = build_featurizer(genome.slots[leader].cls, width, config, cached=cached)
+    return [
+        build_liv(slot.cls, width, config, featurizer=featurizers.get(leaders[index]), reuse_features=reuses[index])
+        for index, slot in enumerate(genome.slots)
+    ]
+
+
+class Backbone(nn.Module):
+    """Language model over ``vocab_size`` tokens with the architecture of ``genome`` at ``width``."""
+
+    def __init__(
+        self,
+        genome: Genome,
+        width: int,
+        vocab_size: int,
+        config: LIVConfig | None = None,
+        tie_embeddings: bool = True,
+    ) -> None:
+        super().__init__()
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 2:
+            raise ValueError(f"vocab_size must be an integer >= 2, got {vocab_size!r}")
+        self.genome = genome.validate()
+        self.width, self.vocab_size = check_width(width), vocab_size
+        self.config = config or LIVConfig()
+        sources = genome.feature_sources()
+        #: slot -> the earlier slot whose cached features it reuses (feature-group sharing)
+        self.feature_source = {i: src for i, src in enumerate(sources) if src is not None and src != i}
+        #: slots whose cached features a later slot reuses
+        self.feature_leaders = set(self.feature_source.values())
+
+        self.embed = nn.Embedding(vocab_size, width)
+        self.norms = nn.ModuleList(nn.RMSNorm(width, eps=1e-6) for _ in genome.slots)
+        self.livs = nn.ModuleList(build_slots(genome, width, self.config))
+        self.final_norm = nn.RMSNorm(width, eps=1e-6)
+        self.head = None if tie_embeddings else nn.Linear(width, vocab_size, bias=False)
+        nn.init.normal_(self.embed.weight, std=0.02)
+
+    # ---- parallel form (training) --------------------------------------------------------------------
+    def forward(self, tokens: Tensor) -> Tensor:
+        """``(batch, length)`` token ids -> ``(batch, length, vocab_size)`` next-token logits."""
+        return self.logits(self.hidden_states(self.embed(self.check_tokens(tokens, rank=2))))
+
+    def hidden_states(self, x: Tensor) -> Tensor:
+        """Run the slots on embeddings ``(batch, length, width)``; returns the final-normed hidden states."""
+        shared: dict[int, Any] = {}
+        for index, (norm, liv) in enumerate(zip(self.norms, self.livs, strict=True)):
+            reused = shared[self.feature_source[index]] if index in self.feature_source else None
+            y, cached = liv.forward_features(norm(x), shared=reused)
+            if index in self.feature_leaders:
+                shared[index] = cached
+            x = x + y
+        return self.final_norm(x)
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        return self.head(hidden) if self.head is not None else F.linear(hidden, self.embed.weight)
+
+    # ---- recurrent form (decoding) -------------------------------------------------------------------
+    def init_state(self, batch: int, device: torch.device | None = None, dtype: torch.dtype | None = None) -> list:
+        """Empty decoding state: one entry per slot (feature-reusing slots hold only their own side)."""
+        return [liv.init_state(batch, device, dtype) for liv in self.livs]
+
+    def step(self, token: Tensor, state: list[State]) -> tuple[Tensor, list[State]]:
+        """One token per sequence ``(batch,)`` -> logits ``(batch, vocab_size)`` and the updated state."""
+        x = self.embed(self.check_tokens(token, rank=1))
+        shared: dict[int, Any] = {}
+        new_state = []
+        for index, (norm, liv) in enumerate(zip(self.norms, self.livs, strict=True)):
+            reused = shared[self.feature_source[index]] if index in self.feature_source else None
+            y, slot_state, cached = liv.step_features(norm(x), state[index], shared=reused)
+            if index in self.feature_leaders:
+                shared[index] = cached
+            new_state.append(slot_state)
+            x = x + y
+        return self.logits(self.final_norm(x)), new_state
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompt: Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Extend ``prompt (batch, length)`` by sampling, token by token, with the recurrent form.
+
+        The prompt is read with the recurrent form too (one step per token), so generation never needs the
+        parallel form's whole-sequence activations. ``temperature=0`` picks the most likely token.
+        """
+        prompt = self.check_tokens(prompt, rank=2)
+        state = self.init_state(prompt.shape[0], prompt.device)
+        for position in range(prompt.shape[1]):
+            logits, state = self.step(prompt[:, position], state)
+        out = [prompt]
+        for _ in range(max_new_tokens):
+            token = sample(logits, temperature, top_k, generator)
+            out.append(token[:, None])
+            logits, state = self.step(token, state)
+        return torch.cat(out, dim=1)
+
+    # ---- sizes ---------------------------------------------------------------------------------------
+    def num_params(self, non_embedding: bool = False) -> int:
+        """Unique parameters (shared tensors once); ``non_embedding`` leaves out the embedding and head."""
+        params = {id(p): p for p in self.parameters()}
+        if non_embedding:
+            excluded = [self.embed.weight] + ([self.head.weight] if self.head is not None else [])
+            for p in excluded:
+                params.pop(id(p), None)
+        return sum(p.numel() for p in params.values())
+
+    def cache_bytes(self, seq_len: int = 4096, bytes_per_value: int = 2) -> int:
+        """Analytic decoding state after ``seq_len`` tokens, one sequence (shared feature groups once)."""
+        return sum(liv.cache_bytes(seq_len, bytes_per_value) for liv in self.livs)
+
+    def check_tokens(self, tokens: Any, rank: int) -> Tensor:
+        shape = "(batch, length)" if rank == 2 else "(batch,)"
+        if not isinstance(tokens, Tensor) or tokens.dtype not in (torch.int64, torch.int32):
+            kind = tokens.dtype if isinstance(tokens, Tensor) else type(tokens).__name__
+            raise ValueError(f"tokens must be an int64 tensor of shape {shape}, got {kind}")
+        if tokens.dim() != rank:
+            raise ValueError(f"tokens must have shape {shape}, got {tuple(tokens.shape)}")
+        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
+            raise ValueError(
+                f"token ids must be in 0..{self.vocab_size - 1}, got {int(tokens.min())}..{int(tokens.max())}"
+            )
+        return tokens
+
+
+def sample(logits: Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None) -> Tensor:
+    """Draw one token per row of ``logits (batch, vocab)``."""
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    logits = logits / temperature
+    if top_k is not None:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(-1)
