@@ -23,18 +23,24 @@ from starlab.liv import LIV, LIVConfig, State, build_featurizer, build_liv, chec
 
 
 def build_slots(genome: Genome, width: int, config: LIVConfig) -> list[LIV]:
-    """One LIV per slot, wired for the genome's featurizer and feature-group sharing."""
+    """One LIV per slot, in slot order, wired for the genome's featurizer and feature-group sharing.
+
+    A shared featurizer is created just before its group's first slot, so parameters are drawn from the
+    random stream in the same order as without sharing; relabelled genomes therefore build identical models.
+    """
     leaders, sources = genome.featurizer_leaders(), genome.feature_sources()
     reuses = [source is not None and source != index for index, source in enumerate(sources)]
     featurizers: dict[int, Any] = {}
-    for leader in dict.fromkeys(lead for lead in leaders if lead is not None):
-        members = [index for index, lead in enumerate(leaders) if lead == leader]
-        cached = not all(reuses[index] for index in members)  # build the cached side if any member computes it
-        featurizers[leader] = build_featurizer(genome.slots[leader].cls, width, config, cached=cached)
-    return [
-        build_liv(slot.cls, width, config, featurizer=featurizers.get(leaders[index]), reuse_features=reuses[index])
-        for index, slot in enumerate(genome.slots)
-    ]
+    livs = []
+    for index, slot in enumerate(genome.slots):
+        leader = leaders[index]
+        if leader == index:
+            members = [i for i, lead in enumerate(leaders) if lead == leader]
+            cached = not all(reuses[i] for i in members)  # build the cached side if any member computes it
+            featurizers[leader] = build_featurizer(slot.cls, width, config, cached=cached)
+        featurizer = featurizers.get(leader) if leader is not None else None
+        livs.append(build_liv(slot.cls, width, config, featurizer=featurizer, reuse_features=reuses[index]))
+    return livs
 
 
 class Backbone(nn.Module):
@@ -51,7 +57,9 @@ class Backbone(nn.Module):
         super().__init__()
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 2:
             raise ValueError(f"vocab_size must be an integer >= 2, got {vocab_size!r}")
-        self.genome = genome.validate()
+        #: the canonical genome: relabelled group ids and no-op sharing build the same model
+        self.genome = genome.validate().canonical()
+        genome = self.genome
         self.width, self.vocab_size = check_width(width), vocab_size
         self.config = config or LIVConfig()
         sources = genome.feature_sources()

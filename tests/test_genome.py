@@ -1,0 +1,204 @@
+"""Genome forms, validation, repair and canonical form, including property-based and fuzz tests."""
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from starlab.genome import Genome, preset, random_genome, resolve
+from starlab.liv import class_ids
+
+MAX_CLASS = max(class_ids())
+
+
+@st.composite
+def in_range_slots(draw, max_depth=8, max_group=None):
+    """Any in-range slot list; small group ranges make sharing (and incompatibility) frequent."""
+    depth = draw(st.integers(1, max_depth))
+    top = max_group or depth
+    slot = st.tuples(
+        st.integers(1, MAX_CLASS),
+        st.integers(1, min(top, depth)),
+        st.integers(1, 2),
+        st.integers(1, min(top, depth)),
+        st.integers(1, 2),
+    )
+    return draw(st.lists(slot, min_size=depth, max_size=depth))
+
+
+def relabel(genome: Genome, seed: int) -> Genome:
+    """The same genome with its group ids renamed by random permutations (and junk ids on strategy-1 slots)."""
+    rng = np.random.default_rng(seed)
+    n = len(genome)
+    fs_perm, fg_perm = rng.permutation(n) + 1, rng.permutation(n) + 1
+    slots = [
+        (
+            s.cls,
+            int(fs_perm[s.featurizer_group - 1]) if s.featurizer_strategy == 2 else int(rng.integers(1, n + 1)),
+            s.featurizer_strategy,
+            int(fg_perm[s.feature_group - 1]) if s.feature_strategy == 2 else int(rng.integers(1, n + 1)),
+            s.feature_strategy,
+        )
+        for s in genome.slots
+    ]
+    return Genome.from_slots(slots)
+
+
+@given(in_range_slots(max_group=2))
+def test_repair_always_yields_a_valid_genome(slots):
+    repaired = Genome.from_slots(slots, repair=True)
+    assert repaired.validate() is repaired
+    assert repaired.repair() == repaired  # idempotent
+    assert [s.cls for s in repaired.slots] == [s[0] for s in slots]  # repair only touches strategies
+
+
+@given(in_range_slots(max_group=3))
+def test_canonical_is_idempotent_and_keeps_the_architecture(slots):
+    genome = Genome.from_slots(slots, repair=True)
+    canonical = genome.canonical()
+    assert canonical.canonical() == canonical
+    assert canonical.hash() == genome.hash()
+    # the sharing structure (who leads whom) is unchanged
+    assert canonical.featurizer_leaders() == [
+        lead if lead is not None and genome.featurizer_leaders().count(lead) > 1 else None
+        for lead in genome.featurizer_leaders()
+    ]
+
+
+@given(in_range_slots(max_group=3), st.integers(0, 2**16))
+def test_relabelled_genomes_share_the_hash(slots, seed):
+    genome = Genome.from_slots(slots, repair=True)
+    assert relabel(genome, seed).hash() == genome.hash()
+
+
+@given(in_range_slots(max_depth=12))
+def test_text_and_json_round_trip(slots):
+    genome = Genome.from_slots(slots, repair=True)
+    assert Genome.parse(genome.text()) == genome
+    assert Genome.from_json(json.dumps(genome.to_json())) == genome
+    assert Genome.from_json(genome.to_json()["slots"]) == genome
+
+
+def test_text_form_compact_and_comma_slots():
+    genome = Genome.parse("12,1,1,1,1-91111")
+    assert genome.slots[0].cls == 12 and genome.text() == "12,1,1,1,1-91111"
+    assert Genome.parse(" 1,1,1,1,1 - 9,1,1,1,1 ").text() == "11111-91111"
+
+
+def test_the_papers_example_decodes_as_described():
+    genome = Genome.parse("21211-31112-21221-32112")
+    assert genome.featurizer_leaders() == [0, None, 0, None]  # LIV1 and LIV3 share featurizer weights
+    assert genome.feature_sources() == [None, 1, None, 1]  # LIV2 and LIV4 share feature groups
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("23,1,1,1,1-91111", "slot 1, field 'class': 23 is not in 1..17"),
+        ("11111-93111", "slot 2, field 'featurizer_group': 3 is not in 1..2"),
+        ("11311", "slot 1, field 'featurizer_strategy': 3 is not in 1..2"),
+        ("11111-9111", "slot 2: expected 5 digits or 5 comma-separated integers, got '9111'"),
+        ("", "genome text is empty"),
+        ("11211-51211", "slot 2, field 'featurizer_strategy': Rec-1 cannot share featurizer weights with slot 1"),
+        ("91112", "slot 1, field 'feature_strategy': GMemless caches nothing"),
+        ("11112-31112", "slot 2, field 'feature_strategy': SA-3 cannot share features with slot 1 (SA-1)"),
+    ],
+)
+def test_errors_name_slot_field_and_allowed_values(text, message):
+    with pytest.raises(ValueError) as info:
+        Genome.parse(text)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "document,message",
+    [
+        ('{"slots": [[1, 1, 1, 1]]}', "slot 1: expected 5 integers"),
+        ('{"slots": [[1, 1, 1, 1, true]]}', "slot 1, field 'feature_strategy': expected an integer"),
+        ('{"slots": [[1.0, 1, 1, 1, 1]]}', "slot 1, field 'class': expected an integer"),
+        ('{"format": "other", "slots": []}', "'format' must be 'starlab-genome'"),
+        ('{"genes": []}', "needs a 'slots' list"),
+        ("[]", "at least one slot"),
+        ("{", "not valid JSON"),
+        ("42", "must be an object with 'slots' or a list"),
+    ],
+)
+def test_json_errors(document, message):
+    with pytest.raises(ValueError, match=message):
+        Genome.from_json(document)
+
+
+VALID_TEXT = st.sampled_from(["11111-91111", "21211-31112-21221-32112", "12,1,1,1,1-91111", "51112-51112"])
+
+
+@st.composite
+def garbled_text(draw):
+    """Valid genome texts with random edits, or arbitrary text."""
+    if draw(st.booleans()):
+        return draw(st.text(max_size=40))
+    chars = list(draw(VALID_TEXT))
+    for _ in range(draw(st.integers(1, 4))):
+        position = draw(st.integers(0, len(chars)))
+        chars.insert(position, draw(st.sampled_from(list("0123456789-, x\n"))))
+        if chars and draw(st.booleans()):
+            del chars[draw(st.integers(0, len(chars) - 1))]
+    return "".join(chars)
+
+
+@settings(max_examples=1000)
+@given(garbled_text())
+def test_garbled_text_gives_a_valid_genome_or_a_value_error(text):
+    try:
+        genome = Genome.parse(text)
+    except ValueError as error:
+        assert str(error) and "\n" not in str(error)
+    else:
+        assert genome.validate() is genome
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 30) | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda children: (
+        st.lists(children, max_size=6) | st.dictionaries(st.sampled_from(["slots", "format", "x"]), children)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=1000)
+@given(JSON_VALUES)
+def test_arbitrary_json_documents_give_a_valid_genome_or_a_value_error(document):
+    for form in (document, json.dumps(document)):
+        try:
+            genome = Genome.from_json(form)
+        except ValueError as error:
+            assert str(error) and "\n" not in str(error)
+        else:
+            assert genome.validate() is genome
+
+
+def test_random_genomes_are_valid_and_seeded():
+    assert random_genome(10, 3) == random_genome(10, 3)
+    assert random_genome(10, 3) != random_genome(10, 4)
+    for seed in range(50):
+        assert random_genome(7, seed).validate()
+    with pytest.raises(ValueError, match="depth must be a positive integer"):
+        random_genome(0)
+
+
+def test_presets():
+    assert preset("transformer++", 4).text() == "11111-91111-11111-91111"
+    assert preset("striped-mamba", 4).text() == "51111-91111-11111-91111"  # MAD's striped layout
+    mixers = [s.cls for s in preset("striped-hyena", 24).slots[::2]]
+    assert mixers.count(1) == 3 and mixers.count(8) == 9  # 25% attention
+    assert [s.cls for s in preset("gconv", 6).slots] == [7, 9] * 3
+    assert resolve("Mamba", depth=4).text() == "51111-91111-51111-91111"
+    with pytest.raises(ValueError, match="unknown preset 'llama'"):
+        preset("llama")
+    with pytest.raises(ValueError, match="even integer"):
+        preset("mamba", 5)
+    with pytest.raises(ValueError, match="--depth applies to presets only"):
+        resolve("11111", depth=4)
