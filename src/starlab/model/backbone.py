@@ -53,6 +53,7 @@ class Backbone(nn.Module):
         vocab_size: int,
         config: LIVConfig | None = None,
         tie_embeddings: bool = True,
+        max_positions: int | None = None,
     ) -> None:
         super().__init__()
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 2:
@@ -69,16 +70,30 @@ class Backbone(nn.Module):
         self.feature_leaders = set(self.feature_source.values())
 
         self.embed = nn.Embedding(vocab_size, width)
+        #: optional learned absolute positions (the random-transformer setting); LIVs carry their own otherwise
+        self.pos_embed = nn.Embedding(max_positions, width) if max_positions else None
         self.norms = nn.ModuleList(nn.RMSNorm(width, eps=1e-6) for _ in genome.slots)
         self.livs = nn.ModuleList(build_slots(genome, width, self.config))
         self.final_norm = nn.RMSNorm(width, eps=1e-6)
         self.head = None if tie_embeddings else nn.Linear(width, vocab_size, bias=False)
-        nn.init.normal_(self.embed.weight, std=0.02)
+        for embedding in (self.embed, self.pos_embed):
+            if embedding is not None:
+                nn.init.normal_(embedding.weight, std=0.02)
 
     # ---- parallel form (training) --------------------------------------------------------------------
     def forward(self, tokens: Tensor) -> Tensor:
         """``(batch, length)`` token ids -> ``(batch, length, vocab_size)`` next-token logits."""
-        return self.logits(self.hidden_states(self.embed(self.check_tokens(tokens, rank=2))))
+        return self.logits(self.hidden_states(self.embed_tokens(tokens)))
+
+    def embed_tokens(self, tokens: Tensor, start: int = 0) -> Tensor:
+        """Token (plus learned position) embeddings of ``tokens (batch, length)`` starting at ``start``."""
+        x = self.embed(self.check_tokens(tokens, rank=2))
+        if self.pos_embed is not None:
+            end = start + tokens.shape[1]
+            if end > self.pos_embed.num_embeddings:
+                raise ValueError(f"sequence of {end} tokens exceeds max_positions={self.pos_embed.num_embeddings}")
+            x = x + self.pos_embed.weight[start:end]
+        return x
 
     def hidden_states(self, x: Tensor) -> Tensor:
         """Run the slots on embeddings ``(batch, length, width)``; returns the final-normed hidden states."""
@@ -96,12 +111,17 @@ class Backbone(nn.Module):
 
     # ---- recurrent form (decoding) -------------------------------------------------------------------
     def init_state(self, batch: int, device: torch.device | None = None, dtype: torch.dtype | None = None) -> list:
-        """Empty decoding state: one entry per slot (feature-reusing slots hold only their own side)."""
-        return [liv.init_state(batch, device, dtype) for liv in self.livs]
+        """Empty decoding state: one entry per slot (feature-reusing slots hold only their own side).
+
+        With learned positions, the last entry is the position of the next token (a plain int).
+        """
+        state: list = [liv.init_state(batch, device, dtype) for liv in self.livs]
+        return [*state, 0] if self.pos_embed is not None else state
 
     def step(self, token: Tensor, state: list[State]) -> tuple[Tensor, list[State]]:
         """One token per sequence ``(batch,)`` -> logits ``(batch, vocab_size)`` and the updated state."""
-        x = self.embed(self.check_tokens(token, rank=1))
+        position = state[-1] if self.pos_embed is not None else 0
+        x = self.embed_tokens(self.check_tokens(token, rank=1)[:, None], start=position)[:, 0]
         shared: dict[int, Any] = {}
         new_state = []
         for index, (norm, liv) in enumerate(zip(self.norms, self.livs, strict=True)):
@@ -111,6 +131,8 @@ class Backbone(nn.Module):
                 shared[index] = cached
             new_state.append(slot_state)
             x = x + y
+        if self.pos_embed is not None:
+            new_state.append(position + 1)
         return self.logits(self.final_norm(x)), new_state
 
     @torch.no_grad()
@@ -138,13 +160,24 @@ class Backbone(nn.Module):
             logits, state = self.step(token, state)
         return torch.cat(out, dim=1)
 
+    # ---- training modes ------------------------------------------------------------------------------
+    def embedding_parameters(self) -> list[nn.Parameter]:
+        """Token embedding, learned positions and the (untied) unembedding."""
+        modules = (self.embed, self.pos_embed, self.head)
+        return [p for m in modules if m is not None for p in m.parameters()]
+
+    def freeze_all_but_embeddings(self) -> None:
+        """Embedding-only training: every LIV and norm stays at its random initialisation."""
+        keep = {id(p) for p in self.embedding_parameters()}
+        for p in self.parameters():
+            p.requires_grad_(id(p) in keep)
+
     # ---- sizes ---------------------------------------------------------------------------------------
     def num_params(self, non_embedding: bool = False) -> int:
-        """Unique parameters (shared tensors once); ``non_embedding`` leaves out the embedding and head."""
+        """Unique parameters (shared tensors once); ``non_embedding`` leaves out embeddings and the head."""
         params = {id(p): p for p in self.parameters()}
         if non_embedding:
-            excluded = [self.embed.weight] + ([self.head.weight] if self.head is not None else [])
-            for p in excluded:
+            for p in self.embedding_parameters():
                 params.pop(id(p), None)
         return sum(p.numel() for p in params.values())
 
