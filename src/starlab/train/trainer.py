@@ -1,0 +1,171 @@
+"""One training loop for every task: AdamW, linear warm-up then cosine decay, clipping, budgets, early stop.
+
+A run ends when it reaches ``max_steps``, its time budget, or the target score (early stop); a non-finite
+loss or evaluation ends it with status ``diverged`` instead of raising, so an architecture that blows up
+gets the worst quality and a search goes on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from starlab import runtime
+from starlab.tasks.base import Task
+
+#: Run outcomes: reached max_steps, reached the target score, ran out of time, or produced NaN/inf.
+COMPLETED, EARLY_STOPPED, OUT_OF_TIME, DIVERGED = "completed", "early_stopped", "out_of_time", "diverged"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings of one run.
+
+    Attributes:
+        max_steps: optimizer steps (the step budget).
+        warmup_steps: linear warm-up from 0 to ``lr``; then cosine decay to ``min_lr`` at ``max_steps``.
+        weight_decay: applied to matrices and embeddings only (not to norms, biases or per-channel scales).
+        grad_clip: maximum global gradient norm (``None``: no clipping).
+        bf16: autocast matmuls to bfloat16 (CPU and CUDA); parameters and optimizer state stay fp32.
+        eval_every: evaluate every this many steps (``None``: only at the end).
+        target_score: stop early once an evaluation's ``score`` reaches it.
+        time_budget_s: stop after this many seconds of training (evaluations included).
+        seed: seeds the data stream (model initialisation is seeded by whoever builds the model).
+        threads: torch intra-op threads (``None``: leave as is).
+    """
+
+    lr: float = 1e-3
+    max_steps: int = 1000
+    batch_size: int = 64
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_steps: int = 0
+    min_lr: float = 1e-6
+    grad_clip: float | None = 1.0
+    bf16: bool = False
+    eval_every: int | None = None
+    eval_batch_size: int = 256
+    target_score: float | None = None
+    time_budget_s: float | None = None
+    seed: int = 0
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        checks = {
+            "lr": self.lr > 0,
+            "max_steps": self.max_steps >= 1,
+            "batch_size": self.batch_size >= 1,
+            "weight_decay": self.weight_decay >= 0,
+            "warmup_steps": 0 <= self.warmup_steps <= self.max_steps,
+            "min_lr": 0 <= self.min_lr <= self.lr,
+            "eval_every": self.eval_every is None or self.eval_every >= 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"TrainConfig.{name} = {getattr(self, name)!r} is out of range")
+
+
+@dataclass
+class TrainResult:
+    status: str
+    steps: int
+    seconds: float
+    train_loss: float
+    metrics: dict[str, float] = field(default_factory=dict)  # the evaluation with the best score
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def score(self) -> float:
+        return self.metrics.get("score", 0.0) if self.status != DIVERGED else 0.0
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "score": self.score}
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    """Linear warm-up to ``lr`` over ``warmup_steps``, then cosine to ``min_lr`` at ``max_steps``."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    span = max(1, config.max_steps - config.warmup_steps)
+    progress = min(1.0, (step - config.warmup_steps) / span)
+    return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over trainable parameters; decay only tensors with 2+ dims (matrices, embeddings, kernels)."""
+    params = {id(p): p for p in model.parameters() if p.requires_grad}.values()
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr, betas=config.betas)
+
+
+def train(
+    model: nn.Module,
+    task: Task,
+    config: TrainConfig,
+    device: str | torch.device = "cpu",
+    on_step: Callable[[int, float], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``task``; returns status, steps, time and the best evaluation.
+
+    ``on_step(step, loss)`` is called after every optimizer step (progress bars hook in here).
+    """
+    runtime.configure(config.threads)
+    device = torch.device(device)
+    model.to(device).train()
+    optimizer = make_optimizer(model, config)
+    batches = task.train_batches(config.batch_size, np.random.default_rng(config.seed))
+    start, status, loss_value, step = time.perf_counter(), COMPLETED, float("nan"), 0
+    history: list[dict[str, float]] = []
+
+    def evaluate() -> dict[str, float]:
+        model.eval()
+        with autocast(device, config.bf16):
+            metrics = task.evaluate(model, config.eval_batch_size, device)
+        model.train()
+        history.append({"step": step, "train_loss": loss_value, **metrics})
+        return metrics
+
+    for step in range(1, config.max_steps + 1):
+        inputs, targets = (t.to(device) for t in next(batches))
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step - 1, config)
+        with autocast(device, config.bf16):
+            loss = task.loss(model(inputs), targets)
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            status = DIVERGED
+            break
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        if on_step is not None:
+            on_step(step, loss_value)
+        out_of_time = config.time_budget_s is not None and time.perf_counter() - start > config.time_budget_s
+        if (config.eval_every and step % config.eval_every == 0) or step == config.max_steps or out_of_time:
+            metrics = evaluate()
+            if not all(math.isfinite(v) for v in metrics.values()):
+                status = DIVERGED
+                break
+            if config.target_score is not None and metrics["score"] >= config.target_score:
+                status = EARLY_STOPPED
+                break
+        if out_of_time:
+            status = OUT_OF_TIME
+            break
+    best = max(history, key=lambda h: h["score"]) if history and status != DIVERGED else {}
+    metrics = {k: v for k, v in best.items() if k not in ("step", "train_loss")}
+    return TrainResult(status, step, time.perf_counter() - start, loss_value, metrics, history)
+
+
+def autocast(device: torch.device, enabled: bool) -> torch.autocast:
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)

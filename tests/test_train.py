@@ -1,0 +1,117 @@
+"""The trainer: learning happens, budgets and early stopping work, NaN ends a run as 'diverged'."""
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from starlab.genome import Genome, preset
+from starlab.model import Backbone
+from starlab.tasks import IGNORE, ArrayTask
+from starlab.train import COMPLETED, DIVERGED, EARLY_STOPPED, OUT_OF_TIME, TrainConfig, learning_rate, train
+
+VOCAB, LENGTH = 8, 12
+
+
+def previous_token_task(n_train=512, n_test=128, seed=0) -> ArrayTask:
+    """Targets are the previous input token: solvable only with token mixing."""
+    rng = np.random.default_rng(seed)
+
+    def split(n):
+        x = rng.integers(0, VOCAB, (n, LENGTH))
+        y = np.full_like(x, IGNORE)
+        y[:, 1:] = x[:, :-1]
+        return x, y
+
+    return ArrayTask("previous-token", split(n_train), split(n_test), VOCAB, score="accuracy")
+
+
+def model(genome, seed=0):
+    torch.manual_seed(seed)
+    return Backbone(genome, 32, VOCAB)
+
+
+FAST = TrainConfig(lr=3e-3, max_steps=150, batch_size=32, warmup_steps=10, eval_every=50, seed=0)
+
+
+def test_attention_learns_and_token_mixing_free_stack_does_not():
+    task = previous_token_task()
+    learner = train(model(preset("transformer++", 2)), task, FAST)
+    blind = train(model(Genome.parse("91111-91111")), task, FAST)
+    assert learner.status == COMPLETED and learner.score > 0.9
+    assert blind.score < 0.3  # chance is 1/8
+    assert learner.history[-1]["train_loss"] < learner.history[0]["train_loss"]
+
+
+def test_same_seed_same_run():
+    task = previous_token_task()
+    config = TrainConfig(max_steps=20, batch_size=16, seed=3)
+    a, b = train(model(preset("mamba", 2)), task, config), train(model(preset("mamba", 2)), task, config)
+    assert a.train_loss == b.train_loss and a.metrics == b.metrics
+
+
+def test_early_stop_at_target_score():
+    config = dataclasses.replace(FAST, max_steps=400, eval_every=10, target_score=0.95)
+    result = train(model(preset("transformer++", 2)), previous_token_task(), config)
+    assert result.status == EARLY_STOPPED and result.steps < 400 and result.score >= 0.95
+
+
+def test_time_budget():
+    config = TrainConfig(max_steps=10_000, batch_size=8, time_budget_s=0.5)
+    result = train(model(preset("mamba", 2)), previous_token_task(), config)
+    assert result.status == OUT_OF_TIME and result.steps < 10_000 and "score" in result.metrics
+
+
+class NaNAfter(ArrayTask):
+    """Injects a NaN into the loss from a given step on."""
+
+    def __init__(self, step):
+        task = previous_token_task()
+        super().__init__(task.name, task.train, task.test, VOCAB)
+        self.calls, self.step = 0, step
+
+    def loss(self, logits, targets):
+        self.calls += 1
+        loss = super().loss(logits, targets)
+        return loss * float("nan") if self.calls >= self.step else loss
+
+
+def test_injected_nan_ends_the_run_as_diverged():
+    result = train(model(preset("mamba", 2)), NaNAfter(5), TrainConfig(max_steps=50, batch_size=8, eval_every=2))
+    assert result.status == DIVERGED and result.steps == 5 and result.score == 0.0
+    assert math.isnan(result.train_loss)
+
+
+def test_nan_in_parameters_is_diverged_not_a_crash():
+    m = model(preset("transformer++", 2))
+    with torch.no_grad():
+        m.livs[0].out_proj.weight[0, 0] = float("inf")
+    result = train(m, previous_token_task(), TrainConfig(max_steps=5, batch_size=8))
+    assert result.status == DIVERGED
+
+
+def test_embedding_only_training_leaves_frozen_tensors_bit_identical():
+    torch.manual_seed(0)
+    m = Backbone(preset("transformer++", 2), 32, VOCAB, tie_embeddings=False, max_positions=LENGTH)
+    m.freeze_all_but_embeddings()
+    before = {name: p.detach().clone() for name, p in m.named_parameters()}
+    train(m, previous_token_task(), TrainConfig(max_steps=30, batch_size=16, weight_decay=0.1))
+    for name, p in m.named_parameters():
+        trainable = name.split(".")[0] in ("embed", "pos_embed", "head")
+        assert torch.equal(p, before[name]) != trainable, name
+
+
+def test_learning_rate_schedule():
+    config = TrainConfig(lr=1.0, min_lr=0.1, warmup_steps=10, max_steps=110)
+    assert learning_rate(0, config) == pytest.approx(0.1)
+    assert learning_rate(9, config) == pytest.approx(1.0)
+    assert learning_rate(60, config) == pytest.approx(0.55)
+    assert learning_rate(110, config) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("field,value", [("lr", 0.0), ("max_steps", 0), ("warmup_steps", 5000), ("min_lr", 1.0)])
+def test_bad_train_config_is_a_value_error(field, value):
+    with pytest.raises(ValueError, match=f"TrainConfig.{field}"):
+        TrainConfig(**{field: value})
