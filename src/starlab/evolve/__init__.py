@@ -1,0 +1,19 @@
+"""STAR's evolution: the genome problem, variation operators, algorithms, executors and the durable loop."""
+
+from starlab.evolve.algorithms import ALGORITHMS, make_algorithm
+from starlab.evolve.executors import EXECUTORS, EvalJob, make_executor
+from starlab.evolve.problem import OBJECTIVES, GenomeProblem
+from starlab.evolve.search import Search, SearchConfig, SearchSummary
+
+__all__ = [
+    "ALGORITHMS",
+    "EXECUTORS",
+    "OBJECTIVES",
+    "EvalJob",
+    "GenomeProblem",
+    "Search",
+    "SearchConfig",
+    "SearchSummary",
+    "make_algorithm",
+    "make_executor",
+]

@@ -1,0 +1,119 @@
+"""Search algorithms, all on pymoo's machinery and all driven by our ask/tell loop.
+
+* **NSGA-II** (default): pymoo's NSGA-II — binary tournaments on rank and crowding, (mu + lambda) survival by
+  non-dominated sorting and crowding distance — with our genome operators.
+* **GA**: single objective (several objectives are combined as a weighted sum by the search), tournament
+  pairing, and generational replacement that keeps the ``elites`` (2) best parents: the paper's elitism 2.
+* **Firefly**: a discrete adaptation of the firefly algorithm (ours, SPEC §4). Brightness is Pareto rank, then
+  crowding distance. Each firefly moves toward every brighter one: a gene it does not share with the brighter
+  firefly is copied from it with probability ``beta0 * exp(-gamma * r^2)``, ``r`` the normalised Hamming
+  distance; then every gene is redrawn at random with probability ``alpha``. Moved fireflies join the swarm
+  and rank-and-crowding survival keeps the brightest ``pop_size``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from pymoo.algorithms.base.genetic import GeneticAlgorithm
+from pymoo.algorithms.moo.nsga2 import NSGA2
+from pymoo.algorithms.soo.nonconvex.ga import FitnessSurvival, comp_by_cv_and_fitness
+from pymoo.core.population import Population
+from pymoo.operators.selection.tournament import TournamentSelection
+from pymoo.operators.survival.rank_and_crowding import RankAndCrowding
+
+from starlab.evolve.operators import CanonicalDuplicates, GeneMutation, GenomeRepair, GenomeSampling, TwoPointCrossover
+from starlab.evolve.problem import GenomeProblem
+from starlab.genome import Genome
+
+ALGORITHMS = ("nsga2", "ga", "firefly")
+
+
+class ElitistGA(GeneticAlgorithm):
+    """Generational GA: ``pop_size - elites`` offspring replace the population except its ``elites`` best."""
+
+    def __init__(self, pop_size: int, elites: int = 2, **kwargs) -> None:
+        super().__init__(
+            pop_size=pop_size,
+            n_offsprings=pop_size - elites,
+            selection=TournamentSelection(func_comp=comp_by_cv_and_fitness),
+            survival=FitnessSurvival(),
+            advance_after_initial_infill=True,
+            **kwargs,
+        )
+        self.elites = elites
+
+    def _advance(self, infills=None, **kwargs) -> None:
+        elites = self.survival.do(self.problem, self.pop, n_survive=self.elites, random_state=self.random_state)
+        self.pop = self.survival.do(
+            self.problem, Population.merge(elites, infills), n_survive=self.pop_size, random_state=self.random_state
+        )
+
+
+class Firefly(GeneticAlgorithm):
+    """Discrete multi-objective firefly algorithm (see the module docstring)."""
+
+    def __init__(self, pop_size: int, beta0: float = 0.5, gamma: float = 2.0, alpha: float = 0.05, **kwargs) -> None:
+        super().__init__(pop_size=pop_size, survival=RankAndCrowding(), advance_after_initial_infill=True, **kwargs)
+        self.beta0, self.gamma, self.alpha = beta0, gamma, alpha
+        self.mutation = GeneMutation(alpha)
+
+    def _brightness_order(self) -> np.ndarray:
+        """Indices of the population from brightest to dimmest (rank ascending, crowding descending)."""
+        rank, crowding = self.pop.get("rank", "crowding")
+        return np.lexsort((-np.nan_to_num(crowding, posinf=1e12), rank))
+
+    def _infill(self) -> Population:
+        X, rng = self.pop.get("X"), self.random_state
+        order = self._brightness_order()
+        moved = []
+        for position, i in enumerate(order):
+            x = X[i].copy()
+            for j in order[:position]:  # every brighter firefly, brightest first
+                r = np.mean(x != X[j])
+                copy = (x != X[j]) & (rng.random(len(x)) < self.beta0 * np.exp(-self.gamma * r**2))
+                x[copy] = X[j][copy]
+            moved.append(x)
+        off = self.mutation.do(self.problem, Population.new("X", np.array(moved)), random_state=rng)
+        off = self.repair(self.problem, off, random_state=rng)
+        return self.eliminate_duplicates.do(off, self.pop)
+
+    def _advance(self, infills=None, **kwargs) -> None:
+        merged = Population.merge(self.pop, infills) if infills is not None and len(infills) else self.pop
+        self.pop = self.survival.do(self.problem, merged, n_survive=self.pop_size, random_state=self.random_state)
+
+
+def make_algorithm(
+    name: str,
+    problem: GenomeProblem,
+    pop_size: int,
+    seeds: Sequence[Genome] = (),
+    mutation_prob: float = 0.1,
+    crossover_at_slots: bool = True,
+    elites: int = 2,
+) -> GeneticAlgorithm:
+    """A pymoo algorithm with starlab's genome operators (not yet set up; the search calls ``setup``)."""
+    common = {
+        "sampling": GenomeSampling(seeds),
+        "repair": GenomeRepair(),
+        "eliminate_duplicates": CanonicalDuplicates(problem),
+    }
+    if name == "nsga2":
+        return NSGA2(
+            pop_size=pop_size,
+            crossover=TwoPointCrossover(at_slots=crossover_at_slots),
+            mutation=GeneMutation(mutation_prob),
+            **common,
+        )
+    if name == "ga":
+        return ElitistGA(
+            pop_size,
+            elites=elites,
+            crossover=TwoPointCrossover(at_slots=crossover_at_slots),
+            mutation=GeneMutation(mutation_prob),
+            **common,
+        )
+    if name == "firefly":
+        return Firefly(pop_size, **common)
+    raise ValueError(f"unknown algorithm {name!r}; choose one of {', '.join(ALGORITHMS)}")

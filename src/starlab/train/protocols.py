@@ -1,0 +1,1 @@
+"""Assessment protocols that train models: MAD (paper, quick, demo, tiny), language modelling, algorithmic."""

@@ -1,0 +1,258 @@
+"""Evolution on a cheap synthetic objective over real genomes: quality of search, durability, executors."""
+
+import dataclasses
+import itertools
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+from pymoo.indicators.hv import HV
+from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+from starlab.evolve import Search, SearchConfig, make_executor
+from starlab.evolve.search import SIZE_REFERENCE_CLASS
+from starlab.genome import Genome, random_genome
+from starlab.liv import build_liv, class_ids, get_class
+from starlab.model import size_report
+from starlab.store import RunStore, StoreError
+from starlab.train.assess import SYNTHETIC_VALUE, SyntheticProtocol, register_protocol
+
+WIDTH = SyntheticProtocol.width
+
+
+def run_search(directory, executor="local", workers=1, **settings):
+    config = SearchConfig(**{"protocol": "synthetic", "depth": 3, "population": 8, "generations": 4, **settings})
+    search = Search(directory, make_executor(executor, workers=workers), config)
+    try:
+        return search.run()
+    finally:
+        search.executor.close()
+        search.close()
+
+
+def final_population(directory):
+    with RunStore(directory) as store:
+        return store.generations()[-1][1]
+
+
+# ---- the true front of (quality, cache) at depth 3, by enumeration ---------------------------------------
+
+
+def synthetic_quality(classes, n_shared):
+    specs = [get_class(c) for c in classes]
+    value = sum(SYNTHETIC_VALUE[s.family] + 0.15 * s.differential for s in specs) / len(specs)
+    has_mlp = any(s.family == "memoryless" for s in specs)
+    return float(np.exp(-1.5 * value) * (0.9 if has_mlp else 1.0) + 0.02 * n_shared / len(specs))
+
+
+def cache_table():
+    """Cache of each class as a full layer and as a feature-reusing layer (cache is additive per slot)."""
+    return {c: (build_liv(c, WIDTH).cache_bytes(4096), build_liv(c, WIDTH, reuse_features=True).cache_bytes(4096))
+            for c in class_ids()}  # fmt: skip
+
+
+def true_front_points(depth=3):
+    """(quality, cache / reference) of every genome that could be Pareto-optimal.
+
+    Featurizer sharing never lowers cache and always costs quality, so only feature-group sharing patterns
+    matter: a set of consumer slots is feasible when each has an earlier non-consumer with its signature.
+    """
+    table, points = cache_table(), []
+    reference = depth * table[SIZE_REFERENCE_CLASS][0]
+    for classes in itertools.product(class_ids(), repeat=depth):
+        signatures = [get_class(c).feature_signature for c in classes]
+        for consumers in itertools.product((False, True), repeat=depth):
+            feasible = all(
+                not consumer or (signatures[i] is not None and any(
+                    signatures[j] == signatures[i] and not consumers[j] for j in range(i)))
+                for i, consumer in enumerate(consumers)
+            )  # fmt: skip
+            if feasible:
+                cache = sum(table[c][int(k)] for c, k in zip(classes, consumers, strict=True))
+                points.append((synthetic_quality(classes, sum(consumers)), cache / reference))
+    points = np.array(points)
+    return points[NonDominatedSorting().do(points, only_non_dominated_front=True)]
+
+
+def test_cache_table_is_exact():
+    table = cache_table()
+    for seed in range(20):
+        genome = random_genome(3, seed)
+        sources = genome.feature_sources()
+        expected = sum(table[s.cls][int(src is not None and src != i)] for i, (s, src) in enumerate(
+            zip(genome.slots, sources, strict=True)))  # fmt: skip
+        assert size_report(genome, WIDTH, 2).cache_bytes == expected
+
+
+def test_nsga2_reaches_95_percent_of_the_true_front_hypervolume(tmp_path):
+    front = true_front_points()
+    reference_point = np.array([1.0, 2.0])
+    best = HV(ref_point=reference_point)(front)
+    summary = run_search(tmp_path / "run", objectives=("quality", "cache"), population=16, generations=18, seed=1)
+    reached = HV(ref_point=reference_point)(
+        np.array([[m["quality"], m["cache"]] for m in final_population(tmp_path / "run")])
+    )
+    assert reached >= 0.95 * best, (reached, best)
+    assert summary.evaluations <= 16 * 19
+
+
+def test_ga_improves_its_weighted_objective_with_elitism(tmp_path):
+    run_search(tmp_path / "run", algorithm="ga", objectives=("quality", "cache"), population=10, generations=8)
+    with RunStore(tmp_path / "run") as store:
+        best = [min(m["quality"] + m["cache"] for m in population) for _, population, _ in store.generations()]
+    assert best[-1] < best[0]
+    assert all(b <= a for a, b in itertools.pairwise(best))  # the elites never get lost
+
+
+def test_firefly_improves_over_its_initial_population(tmp_path):
+    run_search(tmp_path / "run", algorithm="firefly", objectives=("quality", "cache"), population=10, generations=8)
+    with RunStore(tmp_path / "run") as store:
+        hypervolumes = [hv for _, _, hv in store.generations()]
+    assert hypervolumes[-1] > hypervolumes[0]
+    assert all(b >= a for a, b in itertools.pairwise(hypervolumes))  # rank-and-crowding survival is elitist
+
+
+def test_same_seed_same_run_and_no_evaluation_twice(tmp_path):
+    a, b = run_search(tmp_path / "a", seed=7), run_search(tmp_path / "b", seed=7)
+    assert final_population(tmp_path / "a") == final_population(tmp_path / "b")
+    assert a.evaluations == b.evaluations
+    with sqlite3.connect(tmp_path / "a" / "run.sqlite") as db:
+        keys = db.execute("SELECT hash, protocol, seed FROM evaluations").fetchall()
+    assert len(keys) == len(set(keys)) == a.evaluations
+
+
+def test_resume_of_a_finished_run_runs_nothing_new(tmp_path):
+    run_search(tmp_path / "run", seed=3)
+    search = Search(tmp_path / "run", make_executor("local"), resume=True)
+    summary = search.run()
+    search.close()
+    assert summary.new_evaluations == 0
+
+
+KILLABLE = textwrap.dedent("""
+    import sys, time
+    from starlab.evolve import Search, SearchConfig, make_executor
+    from starlab.train.assess import PROTOCOLS, SyntheticProtocol, register_protocol
+
+    class Slow(SyntheticProtocol):
+        name = "synthetic-slow"
+        def run(self, *args):
+            time.sleep(0.05)
+            return super().run(*args)
+
+    register_protocol(Slow())
+    config = SearchConfig(protocol="synthetic-slow", depth=3, population=6, generations=4, seed=11)
+    resume = sys.argv[2] == "resume"
+    search = Search(sys.argv[1], make_executor("local"), None if resume else config, resume=resume)
+    search.run()
+""")
+
+
+def test_sigkill_mid_generation_then_resume_equals_an_uninterrupted_run(tmp_path):
+    script = tmp_path / "search.py"
+    script.write_text(KILLABLE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    subprocess.run([sys.executable, script, str(tmp_path / "whole"), "new"], check=True, env=env)
+
+    victim = subprocess.Popen([sys.executable, script, str(tmp_path / "killed"), "new"], env=env)
+    store_path = tmp_path / "killed" / "run.sqlite"
+    deadline = time.time() + 60
+    while time.time() < deadline:  # kill once a few evaluations of generation 1 or later are stored
+        if store_path.exists():
+            with sqlite3.connect(store_path) as db:
+                try:
+                    done = db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
+                except sqlite3.OperationalError:
+                    done = 0
+            if done >= 9:
+                break
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    with RunStore(tmp_path / "killed") as store:
+        assert store.count_evaluations() < 25 and not store.get_meta("finished")
+    subprocess.run([sys.executable, script, str(tmp_path / "killed"), "resume"], check=True, env=env)
+
+    assert final_population(tmp_path / "killed") == final_population(tmp_path / "whole")
+    with RunStore(tmp_path / "killed") as killed, RunStore(tmp_path / "whole") as whole:
+        killed_keys = [(e.hash, e.protocol, e.seed) for _, e in killed.evaluations()]
+        whole_keys = [(e.hash, e.protocol, e.seed) for _, e in whole.evaluations()]
+        assert len(killed_keys) == len(set(killed_keys))  # nothing evaluated twice
+        assert set(killed_keys) == set(whole_keys)  # nothing lost, nothing extra
+        assert killed.generations() == whole.generations()
+
+
+def test_process_executor_gives_the_same_results_as_local(tmp_path):
+    run_search(tmp_path / "local", seed=5)
+    run_search(tmp_path / "process", executor="process", workers=2, seed=5)
+    assert final_population(tmp_path / "local") == final_population(tmp_path / "process")
+
+
+def test_ray_executor_gives_the_same_results_as_local(tmp_path):
+    pytest.importorskip("ray")
+    run_search(tmp_path / "local", seed=5, generations=2)
+    run_search(tmp_path / "ray", executor="ray", workers=2, seed=5, generations=2)
+    assert final_population(tmp_path / "local") == final_population(tmp_path / "ray")
+
+
+class Expensive(SyntheticProtocol):
+    """A stand-in for a costlier protocol: same ranking, different numbers."""
+
+    name = "synthetic-expensive"
+
+    def run(self, *args):
+        outcome = super().run(*args)
+        return dataclasses.replace(outcome, quality=outcome.quality / 2)
+
+
+def test_multi_fidelity_reassesses_the_top_k(tmp_path):
+    register_protocol(Expensive())
+    run_search(tmp_path / "run", expensive_protocol="synthetic-expensive", top_k=2, generations=2)
+    with RunStore(tmp_path / "run") as store:
+        evaluations = [e for _, e in store.evaluations()]
+        population = store.generations()[-1][1]
+    expensive = {e.hash: e for e in evaluations if e.protocol == "synthetic-expensive"}
+    cheap = {e.hash: e for e in evaluations if e.protocol == "synthetic"}
+    assert 2 <= len(expensive) <= 2 * 3 and set(expensive) <= set(cheap)
+    for member in population:  # the expensive quality replaces the cheap one where it exists
+        source = expensive.get(member["hash"]) or cheap[member["hash"]]
+        assert member["quality"] == pytest.approx(source.quality)
+
+
+def test_bad_run_directories_and_configs_are_one_line_errors(tmp_path):
+    with pytest.raises(StoreError, match="no starlab run in"):
+        Search(tmp_path / "missing", make_executor("local"), resume=True)
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "run.sqlite").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="unreadable or corrupt"):
+        Search(corrupt, make_executor("local"), resume=True)
+    run_search(tmp_path / "done")
+    with pytest.raises(StoreError, match="already holds a run"):
+        run_search(tmp_path / "done")
+    for bad, message in [
+        ({"algorithm": "pso"}, "algorithm = 'pso' must be one of nsga2, ga, firefly"),
+        ({"objectives": ("quality", "latency")}, "objectives must be distinct names"),
+        ({"protocol": "nope"}, "unknown protocol 'nope'"),
+        ({"population": 2}, "population = 2 must be an integer >= 4"),
+        ({"top_k": 2}, "top_k needs expensive_protocol"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            SearchConfig(**{"protocol": "synthetic", **bad})
+    with pytest.raises(ValueError, match="unknown search settings: colour"):
+        SearchConfig.from_json({"colour": "red"})
+    config = SearchConfig(protocol="synthetic", seeds=("mamba",))
+    assert SearchConfig.from_json(json.loads(json.dumps(config.to_json()))) == config
+
+
+def test_seeds_enter_the_initial_population(tmp_path):
+    run_search(tmp_path / "run", seeds=("11111-91111-11111",), generations=0)
+    with RunStore(tmp_path / "run") as store:
+        assert Genome.parse("11111-91111-11111").hash() in {e.hash for _, e in store.evaluations()}
