@@ -69,7 +69,7 @@ class ReferenceTransformer(nn.Module):
         x = self.embed(tokens)
         for block in self.blocks:
             x = block(x, cos, sin)
-        return F.linear(self.norm(x), self.embed.weight)
+        return F.linear(self.norm(x) * x.shape[-1] ** -0.5, self.embed.weight)
 
 
 def tokens_per_s(model: nn.Module, batch: int, length: int, vocab: int, steps: int) -> float:
