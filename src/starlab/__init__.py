@@ -1,3 +1,10 @@
 """starlab: an open implementation of STAR (Synthesis of Tailored Architectures)."""
 
 __version__ = "0.1.0"
+
+
+def load(directory, device: str = "cpu"):
+    """Load a model written by ``starlab export`` (see :func:`starlab.model.checkpoint.load`)."""
+    from starlab.model.checkpoint import load as load_checkpoint
+
+    return load_checkpoint(directory, device)

@@ -11,10 +11,8 @@ import json
 import sys
 from collections.abc import Sequence
 
-from rich.console import Console
-from rich.table import Table
-
 from starlab import runtime
+from starlab.console import print_table, status
 
 
 def positive_int(text: str) -> int:
@@ -25,17 +23,6 @@ def positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
-
-
-def print_table(title: str, rows: list[dict], columns: Sequence[str]) -> None:
-    table = Table(title=title)
-    for column in columns:
-        justify = "right" if isinstance(rows[0][column], int) else "left"
-        table.add_column(column, justify=justify, no_wrap=True)
-    for row in rows:
-        table.add_row(*(f"{row[c]:,}" if isinstance(row[c], int) else str(row[c]) for c in columns))
-    console = Console()
-    (console if console.is_terminal else Console(width=160)).print(table)
 
 
 # ---- liv ---------------------------------------------------------------------------------------------
@@ -113,6 +100,184 @@ def genome_diagram(args: argparse.Namespace) -> None:
     print(save_diagram(genome, args.output, title=args.genome if len(args.genome) < 40 else None))
 
 
+# ---- assessment ------------------------------------------------------------------------------------------
+
+
+def _genome_arg(args: argparse.Namespace):
+    """The genome argument; presets default to MAD's 4 slots in the assessment commands."""
+    from starlab.genome import PRESETS, resolve
+
+    is_preset = args.genome.strip().lower() in PRESETS
+    return resolve(args.genome, args.depth or (args.default_depth if is_preset else None), repair=args.repair)
+
+
+def mad(args: argparse.Namespace) -> None:
+    """Assess a genome on a MAD protocol (optionally a subset of its tasks)."""
+    import dataclasses
+
+    from starlab.tasks.mad import MAD_TASKS
+    from starlab.train.assess import assess, get_protocol
+    from starlab.train.protocols import MADProtocol
+
+    protocol = get_protocol(args.protocol)
+    if not isinstance(protocol, MADProtocol):
+        raise ValueError(f"--protocol must be a MAD protocol (paper, quick, demo, tiny), got {args.protocol!r}")
+    if args.tasks:
+        unknown = sorted(set(args.tasks) - set(MAD_TASKS))
+        if unknown:
+            raise ValueError(f"unknown MAD task(s) {', '.join(unknown)}; tasks: {', '.join(MAD_TASKS)}")
+        settings = tuple(s for s in protocol.settings if s.task in args.tasks)
+        protocol = dataclasses.replace(protocol, settings=settings)
+    genome = _genome_arg(args)
+    with status(f"assessing {genome.text()} on MAD {args.protocol}"):
+        result = assess(genome, protocol, args.width, args.seed, args.device)
+    report = {
+        "genome": result.genome, "hash": result.hash, "protocol": args.protocol, "mad_score": 1 - result.quality,
+        "tasks": result.scores, "token_accuracy": result.metrics["token_accuracy"],
+        "settings": result.metrics["settings"], "params": result.params, "cache_bytes": result.cache_bytes,
+        "seconds": result.seconds, "status": result.status, "width": result.width,
+    }  # fmt: skip
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    rows = [
+        {"task": t, "score (macro acc.)": v, "token accuracy": report["token_accuracy"][t]}
+        for t, v in result.scores.items()
+    ]
+    rows.append({"task": "MAD score", "score (macro acc.)": report["mad_score"], "token accuracy": ""})
+    print_table(f"{result.genome} on MAD {args.protocol} (width {result.width})", rows, list(rows[0]))
+    print(f"params {result.params:,}; cache {result.cache_bytes:,} B at 4096 tokens; ", end="")
+    print(f"{result.seconds:.1f} s; {result.status}")
+
+
+def algo(args: argparse.Namespace) -> None:
+    """Train a genome on one algorithmic task, fully or embedding-only (random-transformer setting)."""
+    import time
+
+    import torch
+
+    from starlab.model import Backbone
+    from starlab.tasks.algorithmic import make_algorithmic_task
+    from starlab.train import TrainConfig, train
+
+    task = make_algorithmic_task(args.task, args.size, args.seed)
+    budget = task.budget
+    width = args.width or budget.width
+    genome = _genome_arg(args)
+    torch.manual_seed(args.seed)
+    positions = None if args.no_positions else task.seq_len
+    model = Backbone(genome, width, task.vocab_size, tie_embeddings=False, max_positions=positions)
+    if args.embedding_only:
+        model.freeze_all_but_embeddings()
+    steps = args.steps or budget.steps
+    config = TrainConfig(
+        lr=budget.lr, weight_decay=budget.weight_decay, max_steps=steps, batch_size=budget.batch_size,
+        warmup_steps=min(budget.warmup_steps, steps), min_lr=0.0, grad_clip=budget.grad_clip,
+        eval_every=max(1, steps // 10), seed=args.seed, betas=(0.9, 0.999),
+    )  # fmt: skip
+    start = time.perf_counter()
+    with status(f"training {args.task} ({'embedding-only' if args.embedding_only else 'full'}), {steps} steps"):
+        result = train(model, task, config, args.device)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    report = {
+        "genome": model.genome.text(), "task": args.task, "size": args.size, "embedding_only": args.embedding_only,
+        "width": width, "status": result.status, "steps": result.steps, "score": result.score,
+        "metrics": result.metrics, "trainable_params": trainable, "params": model.num_params(),
+        "seconds": time.perf_counter() - start,
+    }  # fmt: skip
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    rows = [{"metric": k, "value": v} for k, v in result.metrics.items()]
+    print_table(f"{args.task} ({args.size}) on {report['genome']}", rows, ["metric", "value"])
+    print(f"{result.status} after {result.steps} steps, {report['seconds']:.1f} s; trainable params {trainable:,}")
+
+
+def lm(args: argparse.Namespace) -> None:
+    """Train a genome as a language model on local text (or the bundled corpus); report perplexity."""
+    import dataclasses
+
+    from starlab.train.assess import assess, get_protocol
+
+    protocol = get_protocol(args.protocol).with_data(args.data)
+    changes = {k: v for k, v in (("steps", args.steps), ("seq_len", args.seq_len)) if v is not None}
+    if args.tokenizer:
+        changes.update(tokenizer=args.tokenizer, vocab_size=args.vocab_size if args.tokenizer == "bpe" else None)
+    protocol = dataclasses.replace(protocol, **changes)
+    genome = _genome_arg(args)
+    with status(f"training {genome.text()} as a language model ({protocol.name})"):
+        result = assess(genome, protocol, args.width, args.seed, args.device)
+    report = {
+        "genome": result.genome, "protocol": args.protocol, "perplexity": result.quality, "status": result.status,
+        "params": result.params, "cache_bytes": result.cache_bytes, "seconds": result.seconds,
+        "width": result.width, **result.metrics,
+    }  # fmt: skip
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"{result.genome}: validation perplexity {result.quality:.3f} ({result.status}); "
+          f"params {result.params:,}; {result.seconds:.1f} s")  # fmt: skip
+
+
+# ---- evolution -------------------------------------------------------------------------------------------
+
+
+def evolve(args: argparse.Namespace) -> None:
+    """Run (or resume) a search; prints the final front."""
+    from starlab.console import SearchProgress
+    from starlab.evolve import Search, SearchConfig, make_executor
+    from starlab.evolve.presets import OBJECTIVE_PRESETS, search_preset
+    from starlab.evolve.search import search_config_from_file
+
+    if args.resume:
+        config, directory = None, args.resume
+    else:
+        settings = search_config_from_file(args.config).to_json() if args.config else search_preset(args.preset)
+        overrides = {
+            "protocol": args.protocol, "algorithm": args.algorithm, "population": args.population,
+            "generations": args.generations, "depth": args.depth, "width": args.width, "seed": args.seed,
+            "top_k": args.top_k, "expensive_protocol": args.expensive_protocol, "data": args.data,
+        }  # fmt: skip
+        settings.update({k: v for k, v in overrides.items() if v is not None})
+        if args.objectives:
+            names = OBJECTIVE_PRESETS.get(args.objectives) or tuple(args.objectives.split(","))
+            settings["objectives"] = names
+        if args.seeds is not None:
+            settings["seeds"] = tuple(s for s in args.seeds.split(",") if s)
+        if settings["protocol"] == "lm-paper" and not settings.get("data"):
+            raise ValueError("the lm-paper protocol trains on a real corpus: give one with --data PATH")
+        config, directory = SearchConfig.from_json(settings), args.out
+    executor = make_executor(args.executor, args.workers, args.threads, args.ray_address, args.gpus)
+    progress = SearchProgress()
+    search = Search(directory, executor, config, resume=bool(args.resume), reporter=progress, device=args.device)
+    try:
+        summary = search.run()
+    finally:
+        progress.stop()
+        executor.close()
+        search.close()
+    objectives = search.config.objectives
+    rows = [{"rank": r, "genome": m["genome"], **{o: m[o] for o in objectives}} for r, m in enumerate(
+        sorted(summary.front, key=lambda m: m[objectives[0]]), start=1)]  # fmt: skip
+    print_table(f"final front ({', '.join(objectives)}; sizes relative to all-SA-1)", rows, list(rows[0]))
+    print(f"{summary.evaluations} evaluations ({summary.new_evaluations} run now) in {summary.seconds:.0f} s; "
+          f"hypervolume {summary.hypervolume:.4f}; run directory {summary.directory}")  # fmt: skip
+
+
+def report(args: argparse.Namespace) -> None:
+    from starlab.report.report import write_report
+
+    print(write_report(args.directory))
+
+
+def export(args: argparse.Namespace) -> None:
+    """Export the rank-R genome of a run's final front as config.json + model.safetensors."""
+    from starlab.evolve.export import export_from_run
+
+    path = export_from_run(args.directory, args.rank, args.out, args.vocab, args.train_steps, args.data, args.seed)
+    print(path)
+
+
 # ---- parser ------------------------------------------------------------------------------------------
 
 
@@ -149,7 +314,94 @@ def build_parser() -> argparse.ArgumentParser:
     diagram.add_argument("--depth", type=positive_int, help="depth of a preset (default 24)")
     diagram.add_argument("--repair", action="store_true")
     diagram.set_defaults(handler=genome_diagram)
+    add_assessment_commands(groups, genome_help)
+    add_evolution_commands(groups)
     return parser
+
+
+def add_genome_arguments(parser: argparse.ArgumentParser, genome_help: str, depth: int) -> None:
+    parser.add_argument("genome", help=genome_help)
+    parser.add_argument("--depth", type=positive_int, default=None, help=f"depth of a preset (default {depth})")
+    parser.add_argument("--repair", action="store_true", help="repair incompatible sharing instead of failing")
+    parser.add_argument("--width", type=positive_int, help="model width (default: the protocol's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--json", action="store_true")
+
+
+def add_assessment_commands(groups, genome_help: str) -> None:
+    from starlab.tasks.algorithmic import ALGORITHMIC_TASKS
+    from starlab.tasks.mad import MAD_TASKS
+
+    mad_parser = groups.add_parser("mad", help="assess a genome on the MAD synthetic suite")
+    add_genome_arguments(mad_parser, genome_help, 4)
+    mad_parser.add_argument("--protocol", default="quick", choices=["paper", "quick", "demo", "tiny"])
+    mad_parser.add_argument("--tasks", nargs="+", metavar="TASK", help=f"subset of: {', '.join(MAD_TASKS)}")
+    mad_parser.set_defaults(handler=mad, default_depth=4)
+
+    algo_parser = groups.add_parser("algo", help="train a genome on an algorithmic task (random transformers)")
+    add_genome_arguments(algo_parser, genome_help, 4)
+    algo_parser.add_argument("--task", required=True, choices=list(ALGORITHMIC_TASKS))
+    algo_parser.add_argument("--size", default="cpu", choices=["cpu", "paper"])
+    algo_parser.add_argument("--embedding-only", action="store_true", help="train only embeddings and unembedding")
+    algo_parser.add_argument("--no-positions", action="store_true", help="no learned absolute positions")
+    algo_parser.add_argument("--steps", type=positive_int, help="training steps (default: the task's budget)")
+    algo_parser.set_defaults(handler=algo, default_depth=4)
+
+    lm_parser = groups.add_parser("lm", help="train a genome as a language model; report perplexity")
+    add_genome_arguments(lm_parser, genome_help, 4)
+    lm_parser.add_argument("--data", help="text file, directory, .jsonl or .parquet (default: bundled corpus)")
+    lm_parser.add_argument("--protocol", default="lm-quick", choices=["lm-quick", "lm-tiny", "lm-paper"])
+    lm_parser.add_argument("--tokenizer", choices=["byte", "bpe"])
+    lm_parser.add_argument("--vocab-size", type=positive_int, default=4096, help="BPE vocabulary")
+    lm_parser.add_argument("--steps", type=positive_int)
+    lm_parser.add_argument("--seq-len", type=positive_int)
+    lm_parser.set_defaults(handler=lm, default_depth=4)
+
+
+def add_evolution_commands(groups) -> None:
+    from starlab.evolve import ALGORITHMS, EXECUTORS
+    from starlab.evolve.presets import SEARCH_PRESETS
+
+    ev = groups.add_parser("evolve", help="run or resume a STAR search")
+    where = ev.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", help="new run directory")
+    where.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where it stopped")
+    ev.add_argument("--preset", default="demo", choices=list(SEARCH_PRESETS))
+    ev.add_argument("--config", help="search settings as a JSON file (instead of --preset)")
+    ev.add_argument("--protocol", help="assessment protocol (demo, quick, paper, tiny, lm-quick, lm-paper, ...)")
+    ev.add_argument("--algorithm", choices=list(ALGORITHMS))
+    ev.add_argument("--objectives", help="comma-separated from quality,params,cache, or quality|size|cache")
+    ev.add_argument("--population", type=positive_int)
+    ev.add_argument("--generations", type=int)
+    ev.add_argument("--depth", type=positive_int)
+    ev.add_argument("--width", type=positive_int)
+    ev.add_argument("--seed", type=int)
+    ev.add_argument("--seeds", help="comma-separated genomes or presets for the initial population")
+    ev.add_argument("--top-k", type=int, help="multi-fidelity: re-assess this many per generation")
+    ev.add_argument("--expensive-protocol", help="multi-fidelity: the protocol for the top-k")
+    ev.add_argument("--data", help="corpus for lm-* protocols")
+    ev.add_argument("--executor", default="local", choices=list(EXECUTORS))
+    ev.add_argument("--workers", type=positive_int, default=1)
+    ev.add_argument("--threads", type=positive_int, help="torch threads per worker")
+    ev.add_argument("--ray-address", help="Ray cluster address (default: start Ray locally)")
+    ev.add_argument("--gpus", type=float, default=0, help="GPUs per Ray task")
+    ev.add_argument("--device", default="cpu", help="cpu or cuda (where each evaluation trains)")
+    ev.set_defaults(handler=evolve)
+
+    rep = groups.add_parser("report", help="write report.html and figures for a run")
+    rep.add_argument("directory")
+    rep.set_defaults(handler=report)
+
+    exp = groups.add_parser("export", help="export a genome of a run's final front as a loadable model")
+    exp.add_argument("directory")
+    exp.add_argument("--rank", type=positive_int, default=1, help="1 = best quality on the final front")
+    exp.add_argument("--out", required=True)
+    exp.add_argument("--vocab", type=positive_int, default=256, help="vocabulary of the exported model")
+    exp.add_argument("--train-steps", type=int, default=0, help="train as a byte-level LM first (0: initial weights)")
+    exp.add_argument("--data", help="corpus for --train-steps (default: bundled corpus)")
+    exp.add_argument("--seed", type=int, default=0)
+    exp.set_defaults(handler=export)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

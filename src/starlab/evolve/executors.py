@@ -31,6 +31,7 @@ class EvalJob:
     seed: int
     width: int | None
     device: str = "cpu"
+    data: str | None = None  # corpus for language-modelling protocols
 
 
 def run_job(job: EvalJob) -> dict:
@@ -38,7 +39,7 @@ def run_job(job: EvalJob) -> dict:
     from starlab.genome import Genome
     from starlab.train.assess import assess
 
-    result = assess(Genome.parse(job.genome), job.protocol, job.width, job.seed, job.device).to_dict()
+    result = assess(Genome.parse(job.genome), job.protocol, job.width, job.seed, job.device, job.data).to_dict()
     return {**result, "worker": f"{socket.gethostname()}:{os.getpid()}"}
 
 

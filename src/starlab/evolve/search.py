@@ -59,6 +59,7 @@ class SearchConfig:
     weights: tuple[float, ...] = ()  # GA: weights of the objectives in the weighted sum (default equal)
     expensive_protocol: str | None = None  # multi-fidelity: re-assess each generation's top-k with this
     top_k: int = 0
+    data: str | None = None  # corpus for language-modelling protocols
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "objectives", check_objectives(self.objectives))
@@ -79,9 +80,9 @@ class SearchConfig:
                 raise ValueError(f"search setting {name} = {getattr(self, name)!r} must be {allowed}")
         if self.top_k and self.expensive_protocol is None:
             raise ValueError("search setting top_k needs expensive_protocol (the protocol for the top-k)")
-        get_protocol(self.protocol)
+        get_protocol(self.protocol).with_data(self.data)
         if self.expensive_protocol is not None:
-            get_protocol(self.expensive_protocol)
+            get_protocol(self.expensive_protocol).with_data(self.data)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -128,6 +129,7 @@ class Search:
         config: SearchConfig | None = None,
         resume: bool = False,
         reporter: Reporter | None = None,
+        device: str = "cpu",
     ) -> None:
         self.store = RunStore(directory, create=not resume)
         stored = self.store.get_meta("config")
@@ -139,7 +141,7 @@ class Search:
             raise StoreError(f"{directory} already holds a run; use --resume {directory} or another --out")
         else:
             self.store.set_meta("config", config.to_json())
-        self.config, self.executor, self.reporter = config, executor, reporter
+        self.config, self.executor, self.reporter, self.device = config, executor, reporter, device
         self.protocol = get_protocol(config.protocol)
         self.width = config.width or self.protocol.width
         self.problem = GenomeProblem(config.depth, 1 if config.algorithm == "ga" else len(config.objectives))
@@ -183,7 +185,9 @@ class Search:
             elif genome.hash() in submitted:
                 futures[submitted[genome.hash()]].append(index)
             else:
-                job = EvalJob(genome.canonical().text(), protocol, self.config.seed, self.width)
+                job = EvalJob(
+                    genome.canonical().text(), protocol, self.config.seed, self.width, self.device, self.config.data
+                )
                 future = self.executor.submit(job)
                 submitted[genome.hash()], futures[future] = future, [index]
         for future in as_completed(futures):

@@ -70,6 +70,12 @@ class Protocol(ABC):
     def run(self, genome: Genome, width: int, seed: int, device: torch.device) -> Outcome:
         """Train and evaluate; never raise for a model that merely diverges (return status 'diverged')."""
 
+    def with_data(self, data: str | None) -> Protocol:
+        """This protocol on a user corpus; only language-modelling protocols read one."""
+        if data is not None:
+            raise ValueError(f"protocol {self.name!r} generates its own data; --data applies to lm-* protocols")
+        return self
+
 
 #: How much each family's token mixing is worth to the synthetic quality.
 SYNTHETIC_VALUE = {"attention": 1.0, "recurrence": 0.75, "convolution": 0.55, "memoryless": 0.25}
@@ -129,9 +135,14 @@ def assess(
     width: int | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    data: str | None = None,
 ) -> Result:
-    """Build, train and measure ``genome`` under ``protocol``; sizes at ``width`` (default: the protocol's)."""
+    """Build, train and measure ``genome`` under ``protocol``; sizes at ``width`` (default: the protocol's).
+
+    ``data`` is a local corpus for language-modelling protocols.
+    """
     protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
+    protocol = protocol.with_data(data)
     width = check_width(width or protocol.width)
     start = time.perf_counter()
     outcome = protocol.run(genome, width, seed, torch.device(device))

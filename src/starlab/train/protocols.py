@@ -8,7 +8,7 @@ are scaled for 2 CPU cores (calibration in ``docs/tasks.md``). Quality = 1 - MAD
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import mean
 
 import torch
@@ -47,6 +47,7 @@ class MADProtocol(Protocol):
         settings: the task settings.
         grid: (learning rate, weight decay) pairs; a setting's score is its best over the grid.
         epochs: passes over each setting's training set (cosine decay to ``min_lr`` over them).
+        task_epochs: per-task exceptions to ``epochs`` (memorization's tiny training set needs more passes).
         evaluations: evaluations per run, evenly spread (the run keeps its best; early stop at ``target``).
     """
 
@@ -63,9 +64,11 @@ class MADProtocol(Protocol):
     target: float = 0.999
     data_seed: int = PAPER_SEED
     time_budget_s: float | None = None
+    task_epochs: tuple[tuple[str, int], ...] = ()
 
     def train_config(self, task: Task, lr: float, weight_decay: float, seed: int) -> TrainConfig:
-        steps = self.epochs * task.steps_per_epoch(self.batch_size)
+        epochs = dict(self.task_epochs).get(task.name, self.epochs)
+        steps = epochs * task.steps_per_epoch(self.batch_size)
         return TrainConfig(
             lr=lr, weight_decay=weight_decay, max_steps=steps, batch_size=self.batch_size,
             warmup_steps=int(self.warmup_fraction * steps), min_lr=min(self.min_lr, lr), betas=(0.9, 0.98),
@@ -122,25 +125,27 @@ register_protocol(MADProtocol(
 ))  # fmt: skip
 
 QUICK_SETTINGS = (
-    _setting("in-context-recall", 3000, 256, vocab_size=16, seq_len=32),
-    _setting("fuzzy-in-context-recall", 3000, 256, vocab_size=16, seq_len=32),
-    _setting("noisy-in-context-recall", 3000, 256, vocab_size=32, seq_len=32),
-    _setting("selective-copying", 3000, 256, vocab_size=16, seq_len=32, num_tokens_to_copy=8),
-    _setting("compression", 3000, 256, vocab_size=16, seq_len=16),
+    _setting("in-context-recall", 2000, 256, vocab_size=16, seq_len=32),
+    _setting("fuzzy-in-context-recall", 2000, 256, vocab_size=16, seq_len=32),
+    _setting("noisy-in-context-recall", 2000, 256, vocab_size=32, seq_len=32),
+    _setting("selective-copying", 2000, 256, vocab_size=16, seq_len=32, num_tokens_to_copy=8),
+    _setting("compression", 2000, 256, vocab_size=16, seq_len=16),
     _setting("memorization", 256, 256, vocab_size=256, seq_len=32),
 )
 
 register_protocol(MADProtocol(
     name="quick",
     description="all six MAD tasks, one small setting each, one lr/wd: about a minute per 4-slot genome on 2 cores",
-    settings=QUICK_SETTINGS, grid=((3e-3, 0.1),), epochs=8, batch_size=64, width=64, warmup_fraction=0.05,
+    settings=QUICK_SETTINGS, grid=((5e-3, 0.1),), epochs=8, batch_size=64, width=48, warmup_fraction=0.05,
+    task_epochs=(("memorization", 32),),
 ))  # fmt: skip
 
 register_protocol(MADProtocol(
     name="demo",
     description="recall, selective copying and memorization, small: a whole search in minutes",
     settings=(QUICK_SETTINGS[0], QUICK_SETTINGS[3], QUICK_SETTINGS[5]),
-    grid=((3e-3, 0.1),), epochs=5, batch_size=64, width=48, warmup_fraction=0.05, evaluations=2,
+    grid=((5e-3, 0.1),), epochs=5, batch_size=64, width=32, warmup_fraction=0.05, evaluations=2,
+    task_epochs=(("memorization", 24),),
 ))  # fmt: skip
 
 register_protocol(MADProtocol(
@@ -156,7 +161,10 @@ register_protocol(MADProtocol(
 
 @dataclass(frozen=True, eq=False)
 class LMProtocol(Protocol):
-    """Next-token training on text (default: the bundled smoke corpus); quality = validation perplexity."""
+    """Next-token training on text (default: the bundled smoke corpus); quality = validation perplexity.
+
+    ``data`` is a local corpus (file, directory, jsonl, parquet); a search passes its ``--data`` here.
+    """
 
     name: str
     description: str
@@ -165,20 +173,29 @@ class LMProtocol(Protocol):
     steps: int
     batch_size: int
     lr: float = 3e-3
-    data: str | None = None
+    warmup_steps: int = 0
+    weight_decay: float = 0.1
     tokenizer: str = "byte"
+    vocab_size: int | None = None
+    max_eval_tokens: int = 1 << 16
+    data: str | None = None
 
     @property
-    def worst_quality(self) -> float:  # the perplexity of a uniform guess over bytes
-        return 256.0 if self.tokenizer == "byte" else 4096.0
+    def worst_quality(self) -> float:
+        """The perplexity of a uniform guess over the vocabulary."""
+        return float(self.vocab_size or 256)
+
+    def with_data(self, data: str | None) -> LMProtocol:
+        return self if data is None else replace(self, data=data)
 
     def run(self, genome: Genome, width: int, seed: int, device: torch.device) -> Outcome:
-        task = lm_task(self.data, self.seq_len, tokenizer=self.tokenizer)
+        task = lm_task(self.data, self.seq_len, self.tokenizer, self.vocab_size, max_eval_tokens=self.max_eval_tokens)
         torch.manual_seed(seed)
         model = Backbone(genome, width, task.vocab_size, self.config)
         config = TrainConfig(
-            lr=self.lr, max_steps=self.steps, batch_size=self.batch_size, warmup_steps=self.steps // 10,
-            min_lr=self.lr / 10, seed=seed, eval_batch_size=self.batch_size,
+            lr=self.lr, max_steps=self.steps, batch_size=self.batch_size, warmup_steps=self.warmup_steps,
+            weight_decay=self.weight_decay, min_lr=self.lr / 10, seed=seed, eval_batch_size=self.batch_size,
+            bf16=device.type == "cuda",
         )  # fmt: skip
         result = train(model, task, config, device)
         if result.status == DIVERGED:
@@ -188,10 +205,17 @@ class LMProtocol(Protocol):
 
 
 register_protocol(LMProtocol(
-    name="lm-quick", description="byte-level LM on the bundled corpus, 300 steps of 16 x 128 tokens",
-    width=64, seq_len=128, steps=300, batch_size=16,
+    name="lm-quick", description="byte-level LM on the bundled corpus: 300 steps of 16 x 128 tokens, width 64",
+    width=64, seq_len=128, steps=300, batch_size=16, warmup_steps=30,
 ))  # fmt: skip
 register_protocol(LMProtocol(
     name="lm-tiny", description="byte-level LM on the bundled corpus, 30 steps: for tests",
-    width=32, seq_len=32, steps=30, batch_size=8,
+    width=32, seq_len=32, steps=30, batch_size=8, warmup_steps=3,
+))  # fmt: skip
+register_protocol(LMProtocol(
+    name="lm-paper",
+    description="the paper's per-candidate budget: 5,000 steps x 64 x 4096 tokens (1.3B), lr 8e-4, 500 warm-up "
+    "steps, BPE 32k; needs a corpus (--data); GPU/cluster scale",
+    width=768, seq_len=4096, steps=5000, batch_size=64, lr=8e-4, warmup_steps=500, tokenizer="bpe",
+    vocab_size=32768, max_eval_tokens=1 << 22,
 ))  # fmt: skip

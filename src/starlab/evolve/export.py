@@ -1,0 +1,59 @@
+"""Export a genome of a run's final front as a model anyone can load with ``starlab.load``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from starlab.genome import Genome
+from starlab.model import Backbone
+from starlab.model.checkpoint import save
+from starlab.report.report import load_run
+from starlab.train.assess import get_protocol
+
+
+def export_from_run(
+    directory: str | Path,
+    rank: int,
+    out: str | Path,
+    vocab_size: int = 256,
+    train_steps: int = 0,
+    data: str | None = None,
+    seed: int = 0,
+) -> Path:
+    """Write ``config.json`` + ``model.safetensors`` for the ``rank``-th genome of the final front.
+
+    Rank 1 is the best quality on the front. The model is built at the run's width; with ``train_steps`` it is
+    first trained as a byte-level language model (on ``data`` or the bundled corpus), otherwise the weights
+    are its seeded initialisation. The config records the genome, its run objectives and where it came from.
+    """
+    run = load_run(directory)
+    front = run.front
+    if not 1 <= rank <= len(front):
+        raise ValueError(f"--rank must be in 1..{len(front)} (the size of the final front), got {rank}")
+    member = front[rank - 1]
+    protocol = get_protocol(run.config["protocol"])
+    width = run.config.get("width") or protocol.width
+    genome = Genome.parse(member["genome"])
+    torch.manual_seed(seed)
+    if train_steps:
+        model, perplexity = _train_language_model(genome, width, train_steps, data, seed)
+    else:
+        model, perplexity = Backbone(genome, width, vocab_size, protocol.config), None
+    objectives = {name: member[name] for name in run.config["objectives"]}
+    return save(
+        model, out, source=str(Path(directory).resolve()), rank=rank, objectives=objectives,
+        protocol=run.config["protocol"], train_steps=train_steps, perplexity=perplexity,
+    )  # fmt: skip
+
+
+def _train_language_model(genome: Genome, width: int, steps: int, data: str | None, seed: int):
+    from starlab.tasks.lm import lm_task
+    from starlab.train import TrainConfig, train
+
+    task = lm_task(data, seq_len=128)
+    model = Backbone(genome, width, task.vocab_size)
+    config = TrainConfig(lr=3e-3, max_steps=steps, batch_size=16, warmup_steps=steps // 10, min_lr=3e-4, seed=seed)
+    result = train(model, task, config)
+    return model, result.metrics.get("perplexity")
