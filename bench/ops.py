@@ -7,6 +7,7 @@ References, timed in the same run:
 * SA-1 vs a minimal hand-written attention block (fused QKV, RoPE, SDPA, output projection);
 * Rec-1/Rec-2 with the chunked scan vs the same layer with the sequential loop over time;
 * GConv-2 with FFT convolution vs the same layer with the direct O(L^2) convolution.
+Each reference is timed right after its class, at the same lengths (the slow ones up to L=2048).
 """
 
 from __future__ import annotations
@@ -115,24 +116,32 @@ def main() -> None:
     torch.manual_seed(0)
     batch, width, lengths = args.batch, args.width, args.lengths
 
+    def references(name: str) -> dict[str, tuple[nn.Module, list[int]]]:
+        """The slow or hand-written twins of a class, timed right after it so machine drift cannot bias ratios."""
+        short = [length for length in lengths if length <= args.reference_max_length]
+        if name == "SA-1":
+            return {"hand-written attention": (HandWrittenAttention(width, build_liv(1, width).heads), lengths)}
+        if name in ("Rec-1", "Rec-2"):
+            layer = build_liv(name, width)
+            layer.scan = ops.sequential_scan
+            return {f"{name} sequential loop": (layer, short)}
+        if name == "GConv-2":
+            layer = build_liv(name, width)
+            layer.long_conv = ops.direct_causal_conv
+            return {"GConv-2 direct conv": (layer, short)}
+        return {}
+
     results: dict[str, dict] = {}
+    refs: dict[str, dict[int, float]] = {}
     for spec in classes():
         layer = build_liv(spec, width)
         times = time_lengths(layer, batch, width, lengths)
         decode = decode_tokens_per_s(layer, batch, width, args.decode_tokens)
         results[spec.name] = {"train_s": times, "decode_tokens_per_s": decode}
-        print(f"{spec.name:13s} " + " ".join(f"{t:8.4f}" for t in times.values()) + f"  decode {decode:9.0f} tok/s")
-
-    heads = build_liv(1, width).heads
-    refs = {"hand-written attention": time_lengths(HandWrittenAttention(width, heads), batch, width, lengths)}
-    short = [length for length in lengths if length <= args.reference_max_length]
-    for name in ("Rec-1", "Rec-2"):
-        layer = build_liv(name, width)
-        layer.scan = ops.sequential_scan
-        refs[f"{name} sequential loop"] = time_lengths(layer, batch, width, short)
-    gconv2 = build_liv("GConv-2", width)
-    gconv2.long_conv = ops.direct_causal_conv
-    refs["GConv-2 direct conv"] = time_lengths(gconv2, batch, width, short)
+        print(f"{spec.name:24s} " + " ".join(f"{t:8.4f}" for t in times.values()) + f"  decode {decode:9.0f} tok/s")
+        for ref_name, (ref_layer, ref_lengths) in references(spec.name).items():
+            refs[ref_name] = time_lengths(ref_layer, batch, width, ref_lengths)
+            print(f"{ref_name:24s} " + " ".join(f"{t:8.4f}" for t in refs[ref_name].values()), flush=True)
 
     header = ["layer", *[f"L={length} (s)" for length in lengths], "decode tok/s"]
     rows = [

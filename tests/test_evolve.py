@@ -256,3 +256,11 @@ def test_seeds_enter_the_initial_population(tmp_path):
     run_search(tmp_path / "run", seeds=("11111-91111-11111",), generations=0)
     with RunStore(tmp_path / "run") as store:
         assert Genome.parse("11111-91111-11111").hash() in {e.hash for _, e in store.evaluations()}
+
+
+def test_random_search_and_the_evaluation_budget(tmp_path):
+    summary = run_search(tmp_path / "run", algorithm="random", population=6, generations=10, max_evaluations=14)
+    assert 14 <= summary.evaluations < 14 + 6 and summary.generations < 10
+    with RunStore(tmp_path / "run") as store:
+        hypervolumes = [hv for _, _, hv in store.generations()]
+    assert all(b >= a for a, b in itertools.pairwise(hypervolumes))  # the population keeps the best seen

@@ -4,6 +4,8 @@
   non-dominated sorting and crowding distance — with our genome operators.
 * **GA**: single objective (several objectives are combined as a weighted sum by the search), tournament
   pairing, and generational replacement that keeps the ``elites`` (2) best parents: the paper's elitism 2.
+* **Random search** (a baseline): every generation is fresh random genomes; the population keeps the best
+  by rank and crowding, so its front is the best of everything sampled.
 * **Firefly**: a discrete adaptation of the firefly algorithm (ours, SPEC §4). Brightness is Pareto rank, then
   crowding distance. Each firefly moves toward every brighter one: a gene it does not share with the brighter
   firefly is copied from it with probability ``beta0 * exp(-gamma * r^2)``, ``r`` the normalised Hamming
@@ -27,7 +29,7 @@ from starlab.evolve.operators import CanonicalDuplicates, GeneMutation, GenomeRe
 from starlab.evolve.problem import GenomeProblem
 from starlab.genome import Genome
 
-ALGORITHMS = ("nsga2", "ga", "firefly")
+ALGORITHMS = ("nsga2", "ga", "firefly", "random")
 
 
 class ElitistGA(GeneticAlgorithm):
@@ -84,6 +86,16 @@ class Firefly(GeneticAlgorithm):
         self.pop = self.survival.do(self.problem, merged, n_survive=self.pop_size, random_state=self.random_state)
 
 
+class RandomSearch(GeneticAlgorithm):
+    """Uniformly random genomes every generation (no variation); rank-and-crowding survival."""
+
+    def __init__(self, pop_size: int, **kwargs) -> None:
+        super().__init__(pop_size=pop_size, survival=RankAndCrowding(), advance_after_initial_infill=True, **kwargs)
+
+    def _infill(self) -> Population:
+        return self.initialization.do(self.problem, self.pop_size, algorithm=self, random_state=self.random_state)
+
+
 def make_algorithm(
     name: str,
     problem: GenomeProblem,
@@ -116,4 +128,6 @@ def make_algorithm(
         )
     if name == "firefly":
         return Firefly(pop_size, **common)
+    if name == "random":
+        return RandomSearch(pop_size, **{**common, "sampling": GenomeSampling()})
     raise ValueError(f"unknown algorithm {name!r}; choose one of {', '.join(ALGORITHMS)}")

@@ -60,6 +60,7 @@ class SearchConfig:
     expensive_protocol: str | None = None  # multi-fidelity: re-assess each generation's top-k with this
     top_k: int = 0
     data: str | None = None  # corpus for language-modelling protocols
+    max_evaluations: int | None = None  # stop after the generation in which this many are stored
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "objectives", check_objectives(self.objectives))
@@ -73,6 +74,7 @@ class SearchConfig:
             "mutation_prob": (0 <= self.mutation_prob <= 1, "in [0, 1]"),
             "elites": (0 <= self.elites < self.population, "in 0..population-1"),
             "top_k": (0 <= self.top_k <= self.population, "in 0..population"),
+            "max_evaluations": (self.max_evaluations is None or self.max_evaluations >= 1, "a positive integer"),
             "weights": (not self.weights or len(self.weights) == len(self.objectives), "one per objective"),
         }
         for name, (ok, allowed) in checks.items():
@@ -254,6 +256,8 @@ class Search:
             self.assess_population(pop)
             algorithm.tell(infills=pop)
             front, hypervolume = self._record_generation(generation, algorithm.pop)
+            if config.max_evaluations and self.store.count_evaluations() >= config.max_evaluations:
+                break
         self.store.set_meta("finished", True)
         return SearchSummary(
             self.store.directory, generation, self.store.count_evaluations(), self.new_evaluations,

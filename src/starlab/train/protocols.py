@@ -143,9 +143,13 @@ register_protocol(MADProtocol(
 register_protocol(MADProtocol(
     name="demo",
     description="recall, selective copying and memorization, small: a whole search in minutes",
-    settings=(QUICK_SETTINGS[0], QUICK_SETTINGS[3], QUICK_SETTINGS[5]),
+    settings=(
+        _setting("in-context-recall", 1500, 256, vocab_size=16, seq_len=32),
+        _setting("selective-copying", 1500, 256, vocab_size=16, seq_len=32, num_tokens_to_copy=8),
+        QUICK_SETTINGS[5],
+    ),
     grid=((5e-3, 0.1),), epochs=5, batch_size=64, width=32, warmup_fraction=0.05, evaluations=2,
-    task_epochs=(("memorization", 24),),
+    task_epochs=(("memorization", 16),),
 ))  # fmt: skip
 
 register_protocol(MADProtocol(
