@@ -151,12 +151,7 @@ def garbled_text(draw):
 @settings(max_examples=1000)
 @given(garbled_text())
 def test_garbled_text_gives_a_valid_genome_or_a_value_error(text):
-    try:
-        genome = Genome.parse(text)
-    except ValueError as error:
-        assert str(error) and "\n" not in str(error)
-    else:
-        assert genome.validate() is genome
+    assert_valid_or_one_line_error(Genome.parse, text)
 
 
 JSON_VALUES = st.recursive(
@@ -172,12 +167,17 @@ JSON_VALUES = st.recursive(
 @given(JSON_VALUES)
 def test_arbitrary_json_documents_give_a_valid_genome_or_a_value_error(document):
     for form in (document, json.dumps(document)):
-        try:
-            genome = Genome.from_json(form)
-        except ValueError as error:
-            assert str(error) and "\n" not in str(error)
-        else:
-            assert genome.validate() is genome
+        assert_valid_or_one_line_error(Genome.from_json, form)
+
+
+def assert_valid_or_one_line_error(parse, value):
+    """Any input gives either a valid genome or a one-line ValueError, never another exception."""
+    try:
+        genome = parse(value)
+    except ValueError as error:
+        assert str(error) and "\n" not in str(error)
+    else:
+        assert genome.validate() is genome
 
 
 def test_random_genomes_are_valid_and_seeded():

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from starlab import runtime
-from starlab.console import print_table, status
+from starlab.console import print_table, status, step_progress
 
 
 def positive_int(text: str) -> int:
@@ -30,12 +30,15 @@ def positive_int(text: str) -> int:
 
 def liv_list(args: argparse.Namespace) -> None:
     """One row per pool class with its size and inference cache at the given width and length."""
+    import torch
+
     from starlab.liv import build_liv, check_width, classes
 
     width = check_width(args.width)
     rows = []
     for spec in classes():
-        layer = build_liv(spec, width)
+        with torch.device("meta"):  # shapes without storage: exact counts at any width, instantly
+            layer = build_liv(spec, width)
         rows.append(
             {
                 "id": spec.id,
@@ -117,11 +120,8 @@ def mad(args: argparse.Namespace) -> None:
 
     from starlab.tasks.mad import MAD_TASKS
     from starlab.train.assess import assess, get_protocol
-    from starlab.train.protocols import MADProtocol
 
-    protocol = get_protocol(args.protocol)
-    if not isinstance(protocol, MADProtocol):
-        raise ValueError(f"--protocol must be a MAD protocol (paper, quick, demo, tiny), got {args.protocol!r}")
+    protocol = get_protocol(args.protocol)  # argparse restricted it to the MAD protocols
     if args.tasks:
         unknown = sorted(set(args.tasks) - set(MAD_TASKS))
         if unknown:
@@ -129,8 +129,8 @@ def mad(args: argparse.Namespace) -> None:
         settings = tuple(s for s in protocol.settings if s.task in args.tasks)
         protocol = dataclasses.replace(protocol, settings=settings)
     genome = _genome_arg(args)
-    with status(f"assessing {genome.text()} on MAD {args.protocol}"):
-        result = assess(genome, protocol, args.width, args.seed, args.device)
+    with status(f"assessing {genome.text()} on MAD {args.protocol}") as progress:
+        result = assess(genome, protocol, args.width, args.seed, args.device, progress=progress)
     report = {
         "genome": result.genome, "hash": result.hash, "protocol": args.protocol, "mad_score": 1 - result.quality,
         "tasks": result.scores, "token_accuracy": result.metrics["token_accuracy"],
@@ -176,8 +176,9 @@ def algo(args: argparse.Namespace) -> None:
         eval_every=max(1, steps // 10), seed=args.seed, betas=(0.9, 0.999),
     )  # fmt: skip
     start = time.perf_counter()
-    with status(f"training {args.task} ({'embedding-only' if args.embedding_only else 'full'}), {steps} steps"):
-        result = train(model, task, config, args.device)
+    mode = "embedding-only" if args.embedding_only else "full"
+    with step_progress(f"{args.task} ({mode})", steps) as on_step:
+        result = train(model, task, config, args.device, on_step=on_step)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     report = {
         "genome": model.genome.text(), "task": args.task, "size": args.size, "embedding_only": args.embedding_only,
@@ -205,8 +206,8 @@ def lm(args: argparse.Namespace) -> None:
         changes.update(tokenizer=args.tokenizer, vocab_size=args.vocab_size if args.tokenizer == "bpe" else None)
     protocol = dataclasses.replace(protocol, **changes)
     genome = _genome_arg(args)
-    with status(f"training {genome.text()} as a language model ({protocol.name})"):
-        result = assess(genome, protocol, args.width, args.seed, args.device)
+    with status(f"training {genome.text()} as a language model ({protocol.name})") as progress:
+        result = assess(genome, protocol, args.width, args.seed, args.device, progress=progress)
     report = {
         "genome": result.genome, "protocol": args.protocol, "perplexity": result.quality, "status": result.status,
         "params": result.params, "cache_bytes": result.cache_bytes, "seconds": result.seconds,
@@ -249,13 +250,15 @@ def evolve(args: argparse.Namespace) -> None:
         config, directory = SearchConfig.from_json(settings), args.out
     executor = make_executor(args.executor, args.workers, args.threads, args.ray_address, args.gpus)
     progress = SearchProgress()
-    search = Search(directory, executor, config, resume=bool(args.resume), reporter=progress, device=args.device)
     try:
-        summary = search.run()
+        search = Search(directory, executor, config, resume=bool(args.resume), reporter=progress, device=args.device)
+        try:
+            summary = search.run()
+        finally:
+            search.close()
     finally:
         progress.stop()
         executor.close()
-        search.close()
     objectives = search.config.objectives
     rows = [{"rank": r, "genome": m["genome"], **{o: m[o] for o in objectives}} for r, m in enumerate(
         sorted(summary.front, key=lambda m: m[objectives[0]]), start=1)]  # fmt: skip

@@ -41,9 +41,22 @@ def _cell(value: object) -> str:
 
 @contextmanager
 def status(message: str):
-    """A spinner on stderr while a long step runs."""
-    with Console(stderr=True).status(message):
-        yield
+    """A spinner on stderr while a long step runs; yields a function that adds a detail to the message."""
+    with Console(stderr=True).status(message) as spinner:
+        yield lambda detail: spinner.update(f"{message}: {detail}")
+
+
+@contextmanager
+def step_progress(description: str, total: int):
+    """A progress bar over optimizer steps; yields the trainer's ``on_step(step, loss)`` callback."""
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=Console(stderr=True),
+    )  # fmt: skip
+    task = progress.add_task(description, total=total, loss="-")
+    with progress:
+        yield lambda step, loss: progress.update(task, completed=step, loss=f"{loss:.4f}")
 
 
 class SearchProgress:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,6 +23,9 @@ from starlab.model import size_report
 
 CACHE_LENGTH = 4096
 OK, DIVERGED, FAILED = "ok", "diverged", "failed"
+
+#: Told, as one line of text, what an assessment is training now.
+Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -67,8 +71,13 @@ class Protocol(ABC):
     config: LIVConfig = LIVConfig()
 
     @abstractmethod
-    def run(self, genome: Genome, width: int, seed: int, device: torch.device) -> Outcome:
-        """Train and evaluate; never raise for a model that merely diverges (return status 'diverged')."""
+    def run(
+        self, genome: Genome, width: int, seed: int, device: torch.device, progress: Progress | None = None
+    ) -> Outcome:
+        """Train and evaluate; never raise for a model that merely diverges (return status 'diverged').
+
+        ``progress(message)`` is told what is being trained, run by run (the CLI shows it).
+        """
 
     def with_data(self, data: str | None) -> Protocol:
         """This protocol on a user corpus; only language-modelling protocols read one."""
@@ -94,7 +103,9 @@ class SyntheticProtocol(Protocol):
     width = 64
     description = "analytic quality, no training (tests and search benchmarks)"
 
-    def run(self, genome: Genome, width: int, seed: int, device: torch.device) -> Outcome:
+    def run(
+        self, genome: Genome, width: int, seed: int, device: torch.device, progress: Progress | None = None
+    ) -> Outcome:
         from starlab.liv import get_class
 
         specs = [get_class(slot.cls) for slot in genome.slots]
@@ -136,6 +147,7 @@ def assess(
     seed: int = 0,
     device: str | torch.device = "cpu",
     data: str | None = None,
+    progress: Progress | None = None,
 ) -> Result:
     """Build, train and measure ``genome`` under ``protocol``; sizes at ``width`` (default: the protocol's).
 
@@ -145,7 +157,7 @@ def assess(
     protocol = protocol.with_data(data)
     width = check_width(width or protocol.width)
     start = time.perf_counter()
-    outcome = protocol.run(genome, width, seed, torch.device(device))
+    outcome = protocol.run(genome, width, seed, torch.device(device), progress)
     sizes = size_report(genome, width, vocab_size=2, seq_len=CACHE_LENGTH, config=protocol.config)
     return Result(
         genome=genome.canonical().text(),

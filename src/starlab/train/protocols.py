@@ -18,7 +18,7 @@ from starlab.model import AutoEncoder, Backbone
 from starlab.tasks.base import Task
 from starlab.tasks.lm import lm_task
 from starlab.tasks.mad import MAD_TASKS, PAPER_SEED, MADSetting, paper_settings
-from starlab.train.assess import DIVERGED, OK, Outcome, Protocol, register_protocol
+from starlab.train.assess import DIVERGED, OK, Outcome, Progress, Protocol, register_protocol
 from starlab.train.trainer import TrainConfig, TrainResult, train
 
 
@@ -76,10 +76,14 @@ class MADProtocol(Protocol):
             eval_batch_size=max(self.batch_size, 256), time_budget_s=self.time_budget_s,
         )  # fmt: skip
 
-    def run_setting(self, genome: Genome, setting: MADSetting, width: int, seed: int, device) -> list[TrainResult]:
+    def run_setting(
+        self, genome: Genome, setting: MADSetting, width: int, seed: int, device, progress: Progress | None = None
+    ) -> list[TrainResult]:
         task = setting_task(setting, self.data_seed)
         results = []
         for lr, weight_decay in self.grid:
+            if progress:
+                progress(f"{setting.name}, lr {lr:g}, wd {weight_decay:g}")
             torch.manual_seed(seed)
             model = build_model(genome, task, width, self.config)
             results.append(train(model, task, self.train_config(task, lr, weight_decay, seed), device))
@@ -87,10 +91,12 @@ class MADProtocol(Protocol):
                 break  # the rest of the grid cannot do better
         return results
 
-    def run(self, genome: Genome, width: int, seed: int, device: torch.device) -> Outcome:
+    def run(
+        self, genome: Genome, width: int, seed: int, device: torch.device, progress: Progress | None = None
+    ) -> Outcome:
         per_setting, details = {}, {}
         for setting in self.settings:
-            results = self.run_setting(genome, setting, width, seed, device)
+            results = self.run_setting(genome, setting, width, seed, device, progress)
             best = max(results, key=lambda r: r.score)
             per_setting[setting.name] = (setting.task, best)
             details[setting.name] = {
@@ -192,7 +198,11 @@ class LMProtocol(Protocol):
     def with_data(self, data: str | None) -> LMProtocol:
         return self if data is None else replace(self, data=data)
 
-    def run(self, genome: Genome, width: int, seed: int, device: torch.device) -> Outcome:
+    def run(
+        self, genome: Genome, width: int, seed: int, device: torch.device, progress: Progress | None = None
+    ) -> Outcome:
+        if progress:
+            progress(f"{self.steps} steps of {self.batch_size} x {self.seq_len} tokens")
         task = lm_task(self.data, self.seq_len, self.tokenizer, self.vocab_size, max_eval_tokens=self.max_eval_tokens)
         torch.manual_seed(seed)
         model = Backbone(genome, width, task.vocab_size, self.config)
