@@ -35,6 +35,22 @@ def timed(fn: Callable[[], object], repeats: int = 3, warmup: int = 1, budget_s:
     return statistics.median(times)
 
 
+def interleaved_medians(steps: list[Callable[[], None]], repeats: int = 3, budget_s: float = 60.0) -> list[float]:
+    """Median seconds of each step, timed in alternation (a, b, a, b, ...) so drift in machine load is shared."""
+    for step in steps:
+        step()  # warm-up
+    times: list[list[float]] = [[] for _ in steps]
+    start = time.perf_counter()
+    for _ in range(repeats):
+        for step, record in zip(steps, times, strict=True):
+            t0 = time.perf_counter()
+            step()
+            record.append(time.perf_counter() - t0)
+        if time.perf_counter() - start > budget_s:
+            break
+    return [statistics.median(record) for record in times]
+
+
 def machine() -> dict:
     return {
         "python": platform.python_version(),

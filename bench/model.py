@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import markdown_table, print_table, timed, write_json
+from common import interleaved_medians, markdown_table, print_table, write_json
 from starlab import runtime
 from starlab.genome import preset
 from starlab.liv import LIVConfig
@@ -72,19 +73,20 @@ class ReferenceTransformer(nn.Module):
         return F.linear(self.norm(x) * x.shape[-1] ** -0.5, self.embed.weight)
 
 
-def tokens_per_s(model: nn.Module, batch: int, length: int, vocab: int, steps: int) -> float:
+def training_step(model: nn.Module, batch: int, length: int, vocab: int, steps: int) -> Callable[[], None]:
+    """``steps`` full AdamW steps on a fixed random batch."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     tokens = torch.randint(0, vocab, (batch, length + 1))
 
-    def train_step() -> None:
-        logits = model(tokens[:, :-1])
-        loss = F.cross_entropy(logits.reshape(-1, vocab), tokens[:, 1:].reshape(-1))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    def run() -> None:
+        for _ in range(steps):
+            logits = model(tokens[:, :-1])
+            loss = F.cross_entropy(logits.reshape(-1, vocab), tokens[:, 1:].reshape(-1))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
 
-    seconds = timed(lambda: [train_step() for _ in range(steps)], repeats=3, budget_s=120)
-    return batch * length * steps / seconds
+    return run
 
 
 def matmul_peak_flops(size: int = 2048, repeats: int = 10) -> float:
@@ -122,8 +124,9 @@ def main() -> None:
         heads, hidden = ours.livs[0].heads, hidden_width(width, LIVConfig())
         reference = ReferenceTransformer(args.depth, width, args.vocab, heads, hidden)
         assert sum(p.numel() for p in reference.parameters()) == ours.num_params(), "shapes differ"
-        ours_tps = tokens_per_s(ours, args.batch, args.length, args.vocab, args.steps)
-        ref_tps = tokens_per_s(reference, args.batch, args.length, args.vocab, args.steps)
+        runs = [training_step(m, args.batch, args.length, args.vocab, args.steps) for m in (ours, reference)]
+        ours_s, ref_s = interleaved_medians(runs, repeats=5, budget_s=300)  # alternated: drift hits both alike
+        ours_tps, ref_tps = (args.batch * args.length * args.steps / s for s in (ours_s, ref_s))
         flops = training_flops_per_token(ours, args.length)
         result = {
             "width": width,

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import markdown_table, print_table, timed, write_json
+from common import interleaved_medians, markdown_table, print_table, timed, write_json
 from starlab import runtime
 from starlab.liv import build_liv, classes, ops
 
@@ -66,22 +64,6 @@ def train_step(layer: nn.Module, batch: int, length: int, width: int) -> Callabl
         layer(x).sum().backward()
 
     return step
-
-
-def interleaved_medians(steps: list[Callable[[], None]], repeats: int = 3, budget_s: float = 60.0) -> list[float]:
-    """Median seconds of each step, timed in alternation (a, b, a, b, ...) so drift in machine load is shared."""
-    for step in steps:
-        step()  # warm-up
-    times: list[list[float]] = [[] for _ in steps]
-    start = time.perf_counter()
-    for _ in range(repeats):
-        for step, record in zip(steps, times, strict=True):
-            t0 = time.perf_counter()
-            step()
-            record.append(time.perf_counter() - t0)
-        if time.perf_counter() - start > budget_s:
-            break
-    return [statistics.median(record) for record in times]
 
 
 @torch.inference_mode()

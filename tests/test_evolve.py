@@ -264,3 +264,18 @@ def test_random_search_and_the_evaluation_budget(tmp_path):
     with RunStore(tmp_path / "run") as store:
         hypervolumes = [hv for _, _, hv in store.generations()]
     assert all(b >= a for a, b in itertools.pairwise(hypervolumes))  # the population keeps the best seen
+
+
+def test_every_operator_returns_valid_genomes():
+    from starlab.evolve.operators import GeneMutation, TwoPointCrossover
+    from starlab.evolve.problem import GenomeProblem
+
+    problem = GenomeProblem(depth=6, n_obj=2)
+    rng = np.random.default_rng(0)
+    parents = np.array([[problem.encode(random_genome(6, int(s))) for s in rng.integers(0, 1000, 2)] for _ in range(20)])
+    parents[:, :, 2::5] = 2  # every slot asks for featurizer sharing: mostly incompatible
+    children = TwoPointCrossover()._do(problem, parents.swapaxes(0, 1), random_state=rng)
+    mutants = GeneMutation(gene_prob=0.5)._do(problem, children.reshape(-1, 30), random_state=rng)
+    for vector in [*children.reshape(-1, 30), *mutants]:
+        genome = Genome.from_slots(vector.reshape(6, 5).tolist())  # strict parsing: raises if invalid
+        assert genome.validate() is genome

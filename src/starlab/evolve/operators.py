@@ -1,7 +1,8 @@
 """Variation operators on genome vectors, as pymoo operators: sampling, crossover, mutation, repair, dedup.
 
-Each draws randomness only from the ``random_state`` pymoo passes in, so a search is a deterministic function
-of its seed and the objective values it is told (which is what makes resuming by replay exact).
+Crossover and mutation repair what they produce, so every operator's output is a valid genome. Each draws
+randomness only from the ``random_state`` pymoo passes in, so a search is a deterministic function of its seed
+and the objective values it is told (which is what makes resuming by replay exact).
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ from pymoo.core.sampling import Sampling
 from starlab.evolve.problem import GenomeProblem
 from starlab.genome import Genome, random_genome
 from starlab.liv import class_ids
+
+
+def repaired(problem: GenomeProblem, X: np.ndarray) -> np.ndarray:
+    """Every row of ``X`` as the vector of a valid genome (clipped to range, incompatible sharing set to 1)."""
+    return np.array([problem.encode(problem.decode(x)) for x in X.reshape(-1, X.shape[-1])]).reshape(X.shape)
 
 
 class GenomeSampling(Sampling):
@@ -56,7 +62,7 @@ class TwoPointCrossover(Crossover):
             start, end = (cuts.min(), cuts.max()) if len(cuts) == 2 else (cuts[0], n_var // unit)
             segment = slice(start * unit, end * unit)
             children[0, k, segment], children[1, k, segment] = X[1, k, segment], X[0, k, segment]
-        return children
+        return repaired(problem, children)
 
 
 class GeneMutation(Mutation):
@@ -73,14 +79,15 @@ class GeneMutation(Mutation):
         fresh = random_state.integers(problem.xl, problem.xu + 1, size=X.shape)
         fresh[:, 0::5] = random_state.choice(ids, size=fresh[:, 0::5].shape)  # class ids need not be contiguous
         X[mutate] = fresh[mutate]
-        return X
+        return repaired(problem, X)
 
 
 class GenomeRepair(Repair):
-    """Make every vector a valid genome: clip to range, then repair incompatible sharing."""
+    """Make every vector a valid genome (crossover and mutation already return repaired vectors; this covers
+    sampling and anything a user plugs in)."""
 
     def _do(self, problem: GenomeProblem, X: np.ndarray, **kwargs) -> np.ndarray:
-        return np.array([problem.encode(problem.decode(x)) for x in X])
+        return repaired(problem, X)
 
 
 class CanonicalDuplicates(DuplicateElimination):

@@ -146,6 +146,7 @@ def chunked_scan(
         ``y (batch, length, heads, head_dim)`` and the final state ``(batch, heads, head_dim, state)``.
     """
     batch, length, heads, head_dim = x.shape
+    chunk = min(chunk, max(length, 1))  # short sequences need no padding up to a full chunk
     pad = (-length) % chunk
     if pad:  # zero inputs with zero log-decay leave the state untouched
         x, log_a, b, c = (F.pad(t, (0, 0) * (t.dim() - 2) + (0, pad)) for t in (x, log_a, b, c))
