@@ -272,7 +272,8 @@ def test_every_operator_returns_valid_genomes():
 
     problem = GenomeProblem(depth=6, n_obj=2)
     rng = np.random.default_rng(0)
-    parents = np.array([[problem.encode(random_genome(6, int(s))) for s in rng.integers(0, 1000, 2)] for _ in range(20)])
+    pairs = rng.integers(0, 1000, (20, 2))
+    parents = np.array([[problem.encode(random_genome(6, int(s))) for s in pair] for pair in pairs])
     parents[:, :, 2::5] = 2  # every slot asks for featurizer sharing: mostly incompatible
     children = TwoPointCrossover()._do(problem, parents.swapaxes(0, 1), random_state=rng)
     mutants = GeneMutation(gene_prob=0.5)._do(problem, children.reshape(-1, 30), random_state=rng)

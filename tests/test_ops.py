@@ -61,6 +61,9 @@ def test_chunked_scan_matches_sequential_loop(length, chunk):
     y_ref, final_ref = ops.sequential_scan(x, log_a, b, c, initial_state=h0)
     close(y, y_ref, 1e-4)
     close(final, final_ref, 1e-4)
+    y_only, none = ops.chunked_scan(x, log_a, b, c, chunk=chunk, final_state=False)
+    close(y_only, ops.sequential_scan(x, log_a, b, c)[0], 1e-4)
+    assert none is None
 
 
 def test_chunked_scan_is_stable_under_strong_decay():

@@ -85,4 +85,5 @@ class SearchProgress:
         self.progress.update(self.task, description=f"generation {generation + 1}", note=note)
 
     def stop(self) -> None:
-        self.progress.stop()
+        if self.task is not None:  # never started (the run failed to open): print nothing
+            self.progress.stop()

@@ -75,7 +75,7 @@ class Recurrence(FeaturizedLIV):
 
     def mix(self, c: Tensor, cached: tuple[Tensor, Tensor, Tensor, Tensor]) -> Tensor:
         x, dt, log_a, b = cached
-        y, _ = self.scan(x * dt[..., None], log_a, b, c, chunk=self.config.scan_chunk)
+        y, _ = self.scan(x * dt[..., None], log_a, b, c, chunk=self.config.scan_chunk, final_state=False)
         return (y + self.featurizer.skip[:, None] * x).flatten(-2)
 
     # ---- recurrent -----------------------------------------------------------------------------------

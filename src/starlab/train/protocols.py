@@ -132,7 +132,7 @@ register_protocol(MADProtocol(
 
 QUICK_SETTINGS = (
     _setting("in-context-recall", 2000, 256, vocab_size=16, seq_len=32),
-    _setting("fuzzy-in-context-recall", 2000, 256, vocab_size=16, seq_len=32),
+    _setting("fuzzy-in-context-recall", 1000, 256, vocab_size=16, seq_len=32),
     _setting("noisy-in-context-recall", 2000, 256, vocab_size=32, seq_len=32),
     _setting("selective-copying", 2000, 256, vocab_size=16, seq_len=32, num_tokens_to_copy=8),
     _setting("compression", 2000, 256, vocab_size=16, seq_len=16),
