@@ -1,7 +1,7 @@
 """Search quality at equal cost: hypervolume after the same evaluation budget, per algorithm and seed.
 
     python bench/search.py                        # demo protocol, 24 evaluations, 3 seeds, 2 workers
-    python bench/search.py --protocol synthetic --budget 120    # analytic quality: seconds, not minutes
+    python bench/search.py --protocol synthetic --budget 120 --executor local   # analytic quality: seconds
 
 Every run starts from the same seeded initial population (two baseline presets + random genomes) and stops
 after the generation in which its store reaches the budget. Hypervolume is measured on all evaluated genomes
@@ -77,7 +77,8 @@ def main() -> None:
     header = ["algorithm", "mean HV", "std", "per seed", "mean evaluations"]
     title = f"hypervolume after {args.budget} evaluations ({args.protocol}, depth {args.depth}, pop {args.population})"
     print_table(title, header, rows)
-    print(f"wrote {write_json('search', {'args': vars(args), 'runs': runs})}\n")
+    name = "search" if args.protocol == "demo" else f"search-{args.protocol}"
+    print(f"wrote {write_json(name, {'args': vars(args), 'runs': runs})}\n")
     print(markdown_table(header, rows))
 
 
