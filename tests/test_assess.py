@@ -41,6 +41,8 @@ def test_unknown_protocol_and_misplaced_data_are_value_errors():
         assess(preset("mamba", 2), "fast")
     with pytest.raises(ValueError, match="--data applies to lm-\\* protocols"):
         assess(preset("mamba", 2), "tiny", data="corpus.txt")
+    with pytest.raises(ValueError, match="lm-paper protocol trains on a real corpus: give one with --data PATH"):
+        assess(preset("mamba", 2), "lm-paper")
 
 
 def run_cli(capsys, *argv):

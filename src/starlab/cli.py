@@ -245,8 +245,6 @@ def evolve(args: argparse.Namespace) -> None:
             settings["objectives"] = names
         if args.seeds is not None:
             settings["seeds"] = tuple(s for s in args.seeds.split(",") if s)
-        if settings["protocol"] == "lm-paper" and not settings.get("data"):
-            raise ValueError("the lm-paper protocol trains on a real corpus: give one with --data PATH")
         config, directory = SearchConfig.from_json(settings), args.out
     executor = make_executor(args.executor, args.workers, args.threads, args.ray_address, args.gpus)
     progress = SearchProgress()

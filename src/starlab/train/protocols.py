@@ -174,6 +174,7 @@ class LMProtocol(Protocol):
     """Next-token training on text (default: the bundled smoke corpus); quality = validation perplexity.
 
     ``data`` is a local corpus (file, directory, jsonl, parquet); a search passes its ``--data`` here.
+    ``requires_data`` protocols refuse the bundled smoke corpus: their budget only makes sense on real text.
     """
 
     name: str
@@ -189,6 +190,7 @@ class LMProtocol(Protocol):
     vocab_size: int | None = None
     max_eval_tokens: int = 1 << 16
     data: str | None = None
+    requires_data: bool = False
 
     @property
     def worst_quality(self) -> float:
@@ -196,6 +198,8 @@ class LMProtocol(Protocol):
         return float(self.vocab_size or 256)
 
     def with_data(self, data: str | None) -> LMProtocol:
+        if data is None and self.data is None and self.requires_data:
+            raise ValueError(f"the {self.name} protocol trains on a real corpus: give one with --data PATH")
         return self if data is None else replace(self, data=data)
 
     def run(
@@ -231,5 +235,5 @@ register_protocol(LMProtocol(
     description="the paper's per-candidate budget: 5,000 steps x 64 x 4096 tokens (1.3B), lr 8e-4, 500 warm-up "
     "steps, BPE 32k; needs a corpus (--data); GPU/cluster scale",
     width=768, seq_len=4096, steps=5000, batch_size=64, lr=8e-4, warmup_steps=500, tokenizer="bpe",
-    vocab_size=32768, max_eval_tokens=1 << 22,
+    vocab_size=32768, max_eval_tokens=1 << 22, requires_data=True,
 ))  # fmt: skip
