@@ -328,6 +328,7 @@ def add_genome_arguments(parser: argparse.ArgumentParser, genome_help: str, dept
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--json", action="store_true")
+    parser.set_defaults(default_depth=depth)
 
 
 def add_assessment_commands(groups, genome_help: str) -> None:
@@ -338,7 +339,7 @@ def add_assessment_commands(groups, genome_help: str) -> None:
     add_genome_arguments(mad_parser, genome_help, 4)
     mad_parser.add_argument("--protocol", default="quick", choices=["paper", "quick", "demo", "tiny"])
     mad_parser.add_argument("--tasks", nargs="+", metavar="TASK", help=f"subset of: {', '.join(MAD_TASKS)}")
-    mad_parser.set_defaults(handler=mad, default_depth=4)
+    mad_parser.set_defaults(handler=mad)
 
     algo_parser = groups.add_parser("algo", help="train a genome on an algorithmic task (random transformers)")
     add_genome_arguments(algo_parser, genome_help, 4)
@@ -347,7 +348,7 @@ def add_assessment_commands(groups, genome_help: str) -> None:
     algo_parser.add_argument("--embedding-only", action="store_true", help="train only embeddings and unembedding")
     algo_parser.add_argument("--no-positions", action="store_true", help="no learned absolute positions")
     algo_parser.add_argument("--steps", type=positive_int, help="training steps (default: the task's budget)")
-    algo_parser.set_defaults(handler=algo, default_depth=4)
+    algo_parser.set_defaults(handler=algo)
 
     lm_parser = groups.add_parser("lm", help="train a genome as a language model; report perplexity")
     add_genome_arguments(lm_parser, genome_help, 4)
@@ -357,7 +358,7 @@ def add_assessment_commands(groups, genome_help: str) -> None:
     lm_parser.add_argument("--vocab-size", type=positive_int, default=4096, help="BPE vocabulary")
     lm_parser.add_argument("--steps", type=positive_int)
     lm_parser.add_argument("--seq-len", type=positive_int)
-    lm_parser.set_defaults(handler=lm, default_depth=4)
+    lm_parser.set_defaults(handler=lm)
 
 
 def add_evolution_commands(groups) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from contextlib import contextmanager
 
@@ -46,14 +45,18 @@ def status(message: str):
         yield lambda detail: spinner.update(f"{message}: {detail}")
 
 
+def progress_bar(detail: str) -> Progress:
+    """A bar on stderr: description, bar, done/total, ``detail`` (a template over the task's fields), times."""
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(detail),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
+    )  # fmt: skip
+
+
 @contextmanager
 def step_progress(description: str, total: int):
     """A progress bar over optimizer steps; yields the trainer's ``on_step(step, loss)`` callback."""
-    progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=Console(stderr=True),
-    )  # fmt: skip
+    progress = progress_bar("loss {task.fields[loss]}")
     task = progress.add_task(description, total=total, loss="-")
     with progress:
         yield lambda step, loss: progress.update(task, completed=step, loss=f"{loss:.4f}")
@@ -63,13 +66,8 @@ class SearchProgress:
     """Live view of a search: generation, evaluations done/total with ETA, size of the current front."""
 
     def __init__(self) -> None:
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-            console=Console(stderr=True),
-        )  # fmt: skip
+        self.progress = progress_bar("{task.fields[note]}")
         self.task = None
-        self.started = time.perf_counter()
 
     def start(self, config, total: int, done: int) -> None:
         self.progress.start()

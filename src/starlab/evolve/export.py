@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from starlab.genome import Genome
+from starlab.liv import LIVConfig
 from starlab.model import Backbone
 from starlab.model.checkpoint import save
 from starlab.report.report import load_run
@@ -38,7 +39,7 @@ def export_from_run(
     genome = Genome.parse(member["genome"])
     torch.manual_seed(seed)
     if train_steps:
-        model, perplexity = _train_language_model(genome, width, train_steps, data, seed)
+        model, perplexity = _train_language_model(genome, width, protocol.config, train_steps, data, seed)
     else:
         model, perplexity = Backbone(genome, width, vocab_size, protocol.config), None
     objectives = {name: member[name] for name in run.config["objectives"]}
@@ -48,12 +49,12 @@ def export_from_run(
     )  # fmt: skip
 
 
-def _train_language_model(genome: Genome, width: int, steps: int, data: str | None, seed: int):
+def _train_language_model(genome: Genome, width: int, liv_config: LIVConfig, steps: int, data: str | None, seed: int):
     from starlab.tasks.lm import lm_task
     from starlab.train import TrainConfig, train
 
     task = lm_task(data, seq_len=128)
-    model = Backbone(genome, width, task.vocab_size)
+    model = Backbone(genome, width, task.vocab_size, liv_config)
     config = TrainConfig(lr=3e-3, max_steps=steps, batch_size=16, warmup_steps=steps // 10, min_lr=3e-4, seed=seed)
     result = train(model, task, config)
     return model, result.metrics.get("perplexity")

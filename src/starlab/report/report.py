@@ -52,7 +52,8 @@ class RunData:
         if depth % 2:
             return {}
         by_hash = {e.hash: e for _, e in self.evaluations}
-        return {name: by_hash[preset(name, depth).hash()] for name in PRESETS if preset(name, depth).hash() in by_hash}
+        hashes = {name: preset(name, depth).hash() for name in PRESETS}
+        return {name: by_hash[h] for name, h in hashes.items() if h in by_hash}
 
 
 def load_run(directory: str | Path) -> RunData:
