@@ -8,7 +8,7 @@ Every size is a constructor parameter whose default is the paper's value; ``make
 named size presets (``"paper"`` and a reduced ``"cpu"``) and a recommended :class:`TrainingBudget`. Fixed
 data (splits, test sets, fact tables, the target network) come from generators seeded with ``seed``;
 training batches come only from the generator the trainer passes in. Format details and every decision
-where the paper and its code disagree are in ``docs/tasks-algorithmic.md``.
+where the paper and its code disagree are in ``docs/tasks.md`` ("Decisions where paper and code are ambiguous").
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Once per corpus and settings: read documents -> cut them into blocks -> send the blocks with the smallest seeded
 content hashes to validation -> train a BPE on the training text (if asked) -> save token ids as ``.npy`` in a
 cache entry. Every later use memory-maps that entry: training draws random windows, evaluation reads a fixed set
-of evenly spread, non-overlapping windows. ``docs/tasks-lm.md`` states every rule with its reason.
+of evenly spread, non-overlapping windows. ``docs/tasks.md`` ("Language modelling") states every rule with its reason.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ a position is not scored, in the spirit of mad-lab's ``mad/data/instances.py``: 
 positions and train/test differences. They are rewritten rather than ported. Every random draw comes from the
 ``numpy.random.Generator`` passed in, never from global state. Per-token Python loops become a few array operations
 per instance, so a 12,800-example split takes seconds. mad-lab's known bugs are avoided. The data follow mad-lab's
-distributions but are not bit-identical to its files; ``docs/tasks-mad.md`` lists every difference.
+distributions but are not bit-identical to its files; ``docs/tasks.md`` ("Differences from mad-lab") lists every
+difference.
 
 Vocabulary convention (mad-lab's): ``vocab_size`` counts every token; special tokens take the top ids, and noise
 tokens sit directly above the plain key/value/data tokens.
