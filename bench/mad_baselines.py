@@ -13,9 +13,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import markdown_table, print_table, write_json
 from starlab import runtime
+from starlab.assess import assess
 from starlab.genome import PRESETS, preset
 from starlab.tasks.mad import MAD_TASKS
-from starlab.train.assess import assess
 
 SHORT = {name: spec.shorthand for name, spec in MAD_TASKS.items()}
 

@@ -16,9 +16,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-from pymoo.indicators.hv import HV
-
 sys.path.insert(0, str(Path(__file__).parent))
 from common import markdown_table, print_table, write_json
 from starlab import runtime
@@ -27,8 +24,9 @@ from starlab.evolve.presets import BASELINE_SEEDS
 
 
 def archive_hypervolume(search: Search) -> float:
-    values = np.array([search.objective_values(e) for _, e in search.store.evaluations()])
-    return float(HV(ref_point=search.reference_point())(values))
+    """Hypervolume of everything the search evaluated (its archive), not only of the final population."""
+    objectives = search.objectives
+    return objectives.hypervolume(objectives.values(search.store.evaluations(search.config.protocol)))
 
 
 def run_one(algorithm: str, seed: int, args: argparse.Namespace, root: Path) -> dict:

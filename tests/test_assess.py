@@ -1,14 +1,26 @@
 """The assessment API and the assessment commands: real learning signal, exact sizes, clear errors."""
 
-import dataclasses
 import json
+import subprocess
+import sys
+from statistics import mean
 
 import pytest
 
+from starlab.assess import (
+    CACHE_LENGTH,
+    KINDS,
+    Evaluation,
+    Status,
+    assess,
+    genome_sizes,
+    get_protocol,
+    protocol_names,
+)
 from starlab.cli import main
 from starlab.genome import Genome, preset
 from starlab.model import size_report
-from starlab.train.assess import CACHE_LENGTH, DIVERGED, OK, assess, get_protocol
+from starlab.store import RunStore
 
 MEMORYLESS = Genome.parse("91111-91111-91111-91111")
 
@@ -16,7 +28,7 @@ MEMORYLESS = Genome.parse("91111-91111-91111-91111")
 def test_attention_solves_tiny_recall_and_a_memoryless_stack_stays_near_chance():
     attention = assess(preset("transformer++", 4), "tiny")
     blind = assess(MEMORYLESS, "tiny")
-    assert attention.status == OK and attention.scores["in-context-recall"] >= 0.9
+    assert attention.status == Status.OK and attention.scores["in-context-recall"] >= 0.9
     assert blind.scores["in-context-recall"] <= 0.4  # 4 values: chance is 0.25
     assert attention.quality == pytest.approx(1 - attention.scores["in-context-recall"])
     sizes = size_report(preset("transformer++", 4), attention.width, 2, CACHE_LENGTH)
@@ -25,24 +37,62 @@ def test_attention_solves_tiny_recall_and_a_memoryless_stack_stays_near_chance()
 
 
 def test_a_diverging_protocol_gives_status_diverged_and_the_worst_quality():
-    exploding = dataclasses.replace(get_protocol("tiny"), grid=((1e9, 0.0),))
+    exploding = get_protocol("tiny").with_settings(grid=((1e9, 0.0),))
     result = assess(preset("transformer++", 2), exploding)
-    assert result.status == DIVERGED and result.quality == 1.0
+    assert result.status == Status.DIVERGED and result.quality == 1.0
 
 
-def test_language_modelling_quality_is_validation_perplexity():
-    result = assess(preset("gconv", 2), "lm-tiny")
-    assert result.status == OK and 1 < result.quality < 256  # better than a uniform guess over bytes
-    assert result.metrics["perplexity"] == result.quality
+def test_language_modelling_quality_is_validation_perplexity_and_training_lowers_it(capsys):
+    trained = assess(preset("gconv", 2), "lm-tiny")
+    untrained = assess(preset("gconv", 2), get_protocol("lm-tiny").with_settings(steps=1))
+    assert trained.status == Status.OK and trained.metrics["perplexity"] == trained.quality
+    assert trained.quality < 0.6 * 256 and trained.quality < 0.6 * untrained.quality  # bytes: uniform is 256
+    code, out, _ = run_cli(capsys, "lm", "gconv", "--depth", "2", "--protocol", "lm-tiny", "--steps", "1", "--json")
+    report = json.loads(out)  # the command is the same assessment
+    assert code == 0 and report["status"] == "ok" and report["steps"] == 1
+    assert report["perplexity"] == pytest.approx(untrained.quality) and report["perplexity"] > 1
 
 
-def test_unknown_protocol_and_misplaced_data_are_value_errors():
+def test_unknown_protocol_and_misplaced_data_are_value_errors_that_name_python_settings():
     with pytest.raises(ValueError, match=r"unknown protocol 'fast'; protocols: .*quick"):
         assess(preset("mamba", 2), "fast")
-    with pytest.raises(ValueError, match="--data applies to lm-\\* protocols"):
+    with pytest.raises(ValueError, match="data applies to language-modelling protocols only") as error:
         assess(preset("mamba", 2), "tiny", data="corpus.txt")
-    with pytest.raises(ValueError, match="lm-paper protocol trains on a real corpus: give one with --data PATH"):
+    assert "--" not in str(error.value)  # a Python caller sets data=, not a flag
+    with pytest.raises(ValueError, match="lm-paper protocol trains on a real corpus: give one with data=PATH"):
         assess(preset("mamba", 2), "lm-paper")
+    with pytest.raises(ValueError, match=r"protocol 'tiny' has no setting 'colour'; settings: .*epochs"):
+        get_protocol("tiny").with_settings(colour="red")
+    with pytest.raises(ValueError, match="unknown size 'huge' for parentheses; sizes: paper, cpu"):
+        get_protocol("algo-parentheses").with_settings(size="huge")
+
+
+@pytest.fixture(scope="module")
+def striped_on_tiny():
+    return assess(preset("striped-mamba", 4), "tiny")
+
+
+def test_an_evaluation_is_carried_and_stored_unchanged(tmp_path, striped_on_tiny):
+    evaluation = striped_on_tiny
+    carried = Evaluation.from_dict(json.loads(json.dumps(evaluation.to_dict())))  # what an executor does
+    assert carried == evaluation and isinstance(carried.status, Status)
+    with RunStore(tmp_path, create=True) as store:
+        assert store.add_evaluation(carried) and not store.add_evaluation(carried)
+        assert store.get_evaluation(evaluation.hash, "tiny", 0) == evaluation
+        assert store.evaluations() == [evaluation] and store.evaluations("other") == []
+    sizes = genome_sizes(preset("striped-mamba", 4), evaluation.width, get_protocol("tiny").config)
+    assert (evaluation.params, evaluation.cache_bytes) == (sizes.params, sizes.cache_bytes)
+    with pytest.raises(ValueError, match="status 'great' is not one of ok, completed"):
+        Evaluation.from_dict({**evaluation.to_dict(), "status": "great"})
+
+
+def test_every_kind_of_protocol_is_registered_on_import_of_any_assess_module():
+    script = (
+        "import starlab.assess.protocol as p; print(sorted({q.kind for q in p.PROTOCOLS.values()}), len(p.PROTOCOLS))"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    kinds, count = out.rsplit(" ", 1)
+    assert kinds == str(sorted(KINDS)) and int(count) == len(protocol_names()) >= 14
 
 
 def run_cli(capsys, *argv):
@@ -51,12 +101,16 @@ def run_cli(capsys, *argv):
     return code, out, err
 
 
-def test_mad_command_json(capsys):
+def test_mad_command_json_is_the_assessment(capsys, striped_on_tiny):
     code, out, _ = run_cli(capsys, "mad", "striped-mamba", "--protocol", "tiny", "--json")
     report = json.loads(out)
+    expected = striped_on_tiny  # deterministic: the same seed trains the same model
     assert code == 0
     assert {"mad_score", "tasks", "params", "cache_bytes", "seconds"} <= set(report)
-    assert report["genome"] == preset("striped-mamba", 4).text() and 0 <= report["mad_score"] <= 1
+    assert report["genome"] == preset("striped-mamba", 4).text()
+    assert report["mad_score"] == pytest.approx(1 - expected.quality) == pytest.approx(mean(report["tasks"].values()))
+    assert report["tasks"] == pytest.approx(expected.scores) and report["mad_score"] > 0.5  # it learned recall
+    assert (report["params"], report["cache_bytes"]) == (expected.params, expected.cache_bytes)
 
 
 def test_mad_command_task_subset_and_errors(capsys):
@@ -67,19 +121,52 @@ def test_mad_command_task_subset_and_errors(capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
-def test_algo_command_embedding_only(capsys):
+def test_algo_command_embedding_only_trains_exactly_the_embeddings(capsys):
     code, out, _ = run_cli(capsys, "algo", "transformer++", "--depth", "2", "--task", "modular-addition",
                            "--embedding-only", "--steps", "3", "--width", "16", "--json")  # fmt: skip
     report = json.loads(out)
-    assert code == 0 and report["embedding_only"] and report["status"] == "completed"
-    assert report["trainable_params"] < report["params"]
+    assert code == 0 and report["embedding_only"] and report["status"] == "completed" and report["steps"] == 3
+    vocab = 97 + 1  # p = 97 numbers and '='; positions stay frozen like every other backbone weight
+    assert report["trainable_params"] == 16 * 2 * vocab < report["params"]  # embedding + untied unembedding
     assert 0 <= report["score"] <= 1
 
 
-def test_lm_command_json(capsys):
-    code, out, _ = run_cli(capsys, "lm", "gconv", "--depth", "2", "--protocol", "lm-tiny", "--steps", "5", "--json")
-    report = json.loads(out)
-    assert code == 0 and report["perplexity"] > 1 and report["status"] == "ok"
+def test_algo_command_is_the_algorithmic_protocol_and_it_learns(capsys):
+    argv = ["algo", "transformer++", "--depth", "2", "--task", "parentheses", "--width", "32", "--json"]
+    learned = json.loads(run_cli(capsys, *argv, "--steps", "80")[1])
+    barely = json.loads(run_cli(capsys, *argv, "--steps", "1")[1])
+    protocol = get_protocol("algo-parentheses").with_settings(steps=80)
+    expected = assess(preset("transformer++", 2), protocol, width=32)
+    assert learned["score"] == pytest.approx(expected.scores["parentheses"]) == pytest.approx(1 - expected.quality)
+    assert learned["score"] > barely["score"] + 0.2 and learned["metrics"]["accuracy"] == learned["score"]
+
+
+def test_protocols_command_lists_every_kind_with_what_it_trains(capsys):
+    code, out, _ = run_cli(capsys, "protocols", "--json")
+    rows = {row["name"]: row for row in json.loads(out)}
+    assert code == 0 and {row["kind"] for row in rows.values()} == set(KINDS)
+    algorithmic = [row for row in rows.values() if row["kind"] == "algorithmic"]
+    assert len(algorithmic) >= 6 and "algo-parentheses" in rows
+    assert rows["quick"]["width"] == 48 and rows["quick"]["training"]["settings"] == 6
+    assert rows["lm-quick"]["training"]["steps"] == 300 and rows["lm-quick"]["training"]["tokens"] == 300 * 16 * 128
+    assert rows["algo-parentheses"]["training"]["steps"] == 2500 and rows["algo-parentheses"]["width"] == 128
+    assert all(row["description"] and row["training"]["summary"] for row in rows.values())
+    measured = [row for row in rows.values() if row["cost_s"] is not None]
+    assert {row["name"] for row in rows.values()} - {row["name"] for row in measured} <= {"paper", "lm-paper"}
+    code, out, _ = run_cli(capsys, "protocols", "--kind", "lm")
+    assert code == 0 and all(name in out for name in ("lm-quick", "lm-tiny", "lm-paper")) and "algo-" not in out
+
+
+def test_evolve_on_an_algorithmic_protocol_stores_a_full_population(tmp_path, capsys):
+    run = tmp_path / "run"
+    code, _, _ = run_cli(capsys, "evolve", "--protocol", "algo-parentheses", "--protocol-setting", "steps=2",
+                           "--population", "4", "--generations", "0", "--depth", "2", "--out", str(run))  # fmt: skip
+    with RunStore(run) as store:
+        evaluations = store.evaluations()
+        config = store.get_meta("config")
+    assert code == 0 and len(evaluations) == 4 and len({e.hash for e in evaluations}) == 4
+    assert {e.protocol for e in evaluations} == {"algo-parentheses"} and config["protocol_settings"] == {"steps": 2}
+    assert all(e.status == Status.OK and e.metrics["steps"] == 2 for e in evaluations)
 
 
 def test_evolve_report_export_load(tmp_path, capsys):
@@ -113,6 +200,7 @@ def test_evolve_errors_are_one_line(tmp_path, capsys):
         (["evolve", "--resume", str(tmp_path / "nothing")], "no starlab run in"),
         (["evolve", "--out", str(tmp_path / "x"), "--objectives", "speed"], "objectives must be distinct names"),
         (["evolve", "--out", str(tmp_path / "y"), "--preset", "paper-125m"], "give one with --data PATH"),
+        (["evolve", "--out", str(tmp_path / "z"), "--protocol-setting", "colour=red"], "has no setting 'colour'"),
         (["report", str(tmp_path / "nothing")], "no starlab run in"),
     ]:
         code, _, err = run_cli(capsys, *argv)

@@ -1,10 +1,12 @@
 """The command line: JSON shapes, tables, and one-line errors."""
 
 import json
+import re
 import subprocess
 import sys
 
 import pytest
+from PIL import Image
 
 from starlab.cli import main
 
@@ -13,6 +15,28 @@ def run_cli(capsys, *argv):
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def table(out):
+    """``(title, rows)`` of the rich table in ``out``: rows are dicts from column name to stripped cell text.
+
+    Rich draws the header between ``┃`` and body rows between ``│``; the title is the line above the top rule.
+    """
+    lines = out.splitlines()
+    top = next(i for i, line in enumerate(lines) if line.startswith("┏"))
+    header = cells(next(line for line in lines if line.startswith("┃")), "┃")
+    rows = [dict(zip(header, cells(line, "│"), strict=True)) for line in lines if line.startswith("│")]
+    return lines[top - 1].strip(), rows
+
+
+def cells(line, bar):
+    return [cell.strip() for cell in line.strip().strip(bar).split(bar)]
+
+
+def number(cell):
+    """An integer as printed, with or without thousands separators: ``"1,049,344"`` -> 1049344."""
+    assert re.fullmatch(r"\d{1,3}(,\d{3})*|\d+", cell), cell
+    return int(cell.replace(",", ""))
 
 
 def test_liv_list_json_lists_all_classes(capsys):
@@ -27,8 +51,17 @@ def test_liv_list_json_lists_all_classes(capsys):
 
 
 def test_liv_list_table(capsys):
+    """The table shows the same 17 classes and numbers as ``--json`` at the same width."""
     code, out, _ = run_cli(capsys, "liv", "list", "--width", "64")
-    assert code == 0 and "GConv-2-Diff" in out and "cache_bytes" in out
+    _, json_out, _ = run_cli(capsys, "liv", "list", "--width", "64", "--json")
+    title, rows = table(out)
+    expected = json.loads(json_out)
+    assert code == 0 and title == "LIV classes at width 64, cache at 4096 tokens (16-bit values)"
+    assert list(rows[0]) == ["id", "name", "operator_genome", "family", "params", "cache_bytes"]
+    assert len(rows) == len(expected) == 17 and rows[-1]["name"] == "GConv-2-Diff"
+    for row, want in zip(rows, expected, strict=True):
+        parsed = {**row, **{key: number(row[key]) for key in ("id", "params", "cache_bytes")}}
+        assert parsed == {key: want[key] for key in parsed}
 
 
 def test_bad_width_is_one_line_error(capsys):
@@ -72,15 +105,39 @@ def test_genome_show_json(capsys):
     assert len(report["slots"]) == 4 and report["slots"][0]["name"] == "SA-1"
 
 
+TOTALS = re.compile(
+    r"width (\d+), vocab (\d+): params ([\d,]+) \(non-embedding ([\d,]+)\); cache at (\d+) tokens ([\d,]+) B"
+)
+
+
 def test_genome_show_table_and_sharing_columns(capsys):
-    code, out, _ = run_cli(capsys, "genome", "show", "21211-31112-21221-32112", "--width", "64")
-    assert code == 0 and "hash" in out and "features from" in out
+    """Per-slot rows with who shares from whom, and a totals line, all equal to ``--json``."""
+    argv = ["genome", "show", "21211-31112-21221-32112", "--width", "64"]
+    code, out, _ = run_cli(capsys, *argv)
+    report = json.loads(run_cli(capsys, *argv, "--json")[1])
+    title, rows = table(out)
+    assert code == 0 and title == f"{report['canonical']}  (hash {report['hash']})"
+    assert list(rows[0]) == ["slot", "class", "family", "featurizer from", "features from", "params", "cache_bytes"]
+    # slot 3 reuses slot 1's featurizer weights; slot 4 reads slot 2's cached features
+    assert [row["featurizer from"] for row in rows] == ["", "", "1", ""]
+    assert [row["features from"] for row in rows] == ["", "", "", "2"]
+    assert len(rows) == len(report["slots"]) == 4
+    for row, slot in zip(rows, report["slots"], strict=True):
+        assert (number(row["slot"]), row["class"], row["family"]) == (slot["slot"], slot["name"], slot["family"])
+        assert row["featurizer from"] == str(slot["featurizer_leader"] or "")
+        assert row["features from"] == str(slot["feature_source"] or "")
+        assert (number(row["params"]), number(row["cache_bytes"])) == (slot["params"], slot["cache_bytes"])
+    totals = TOTALS.search(out)
+    assert totals and out.rstrip().endswith(totals.group(0))
+    keys = ["width", "vocab_size", "params", "params_non_embedding", "seq_len", "cache_bytes"]
+    assert [number(value) for value in totals.groups()] == [report[key] for key in keys]
 
 
 def test_genome_show_reports_bad_genomes_in_one_line(capsys):
-    code, _, err = run_cli(capsys, "genome", "show", "11211-51211")
-    assert code == 2 and err.count("\n") == 1
-    assert "slot 2, field 'featurizer_strategy'" in err
+    code, out, err = run_cli(capsys, "genome", "show", "11211-51211")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    where = re.match(r"starlab: error: slot (\d+), field '(\w+)': Rec-1 cannot share featurizer weights", err)
+    assert where and where.groups() == ("2", "featurizer_strategy")
     code, out, _ = run_cli(capsys, "genome", "show", "11211-51211", "--repair", "--json")
     assert code == 0 and json.loads(out)["canonical"] == "11111-51111"
 
@@ -88,13 +145,18 @@ def test_genome_show_reports_bad_genomes_in_one_line(capsys):
 def test_genome_random_is_seeded(capsys):
     _, first, _ = run_cli(capsys, "genome", "random", "--depth", "6", "--seed", "5")
     _, second, _ = run_cli(capsys, "genome", "random", "--depth", "6", "--seed", "5")
-    assert first == second and len(first.strip().split("-")) == 6
+    _, other, _ = run_cli(capsys, "genome", "random", "--depth", "6", "--seed", "6")
+    document = json.loads(run_cli(capsys, "genome", "random", "--depth", "6", "--seed", "5", "--json")[1])
+    assert first == second != other and first.strip() == document["text"]
+    assert len(document["slots"]) == 6 and all(len(slot) == 5 for slot in document["slots"])
 
 
 def test_genome_diagram_writes_a_png(tmp_path, capsys):
     target = tmp_path / "g.png"
-    code, _, _ = run_cli(capsys, "genome", "diagram", "21211-31112-21221-32112", "-o", str(target))
-    assert code == 0 and target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, out, _ = run_cli(capsys, "genome", "diagram", "21211-31112-21221-32112", "-o", str(target))
+    assert code == 0 and out.strip() == str(target) and target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(target) as image:
+        assert image.format == "PNG" and min(image.size) > 0
 
 
 def test_genome_from_json_file(tmp_path, capsys):

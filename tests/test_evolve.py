@@ -13,18 +13,28 @@ import time
 
 import numpy as np
 import pytest
+from pymoo.core.population import Population
 from pymoo.indicators.hv import HV
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
+from starlab.assess import (
+    CACHE_LENGTH,
+    Objectives,
+    SyntheticProtocol,
+    genome_sizes,
+    get_protocol,
+    pareto_front,
+    register_protocol,
+    unregister_protocol,
+)
+from starlab.assess.objectives import SIZE_REFERENCE_CLASS
 from starlab.evolve import Search, SearchConfig, make_executor
-from starlab.evolve.search import SIZE_REFERENCE_CLASS
 from starlab.genome import Genome, random_genome
-from starlab.liv import build_liv, class_ids, get_class
-from starlab.model import size_report
+from starlab.liv import LIVConfig, build_liv, class_ids, get_class
 from starlab.store import RunStore, StoreError
-from starlab.train.assess import SYNTHETIC_VALUE, SyntheticProtocol, register_protocol
 
-WIDTH = SyntheticProtocol.width
+SYNTHETIC = get_protocol("synthetic")
+WIDTH = SYNTHETIC.width
 
 
 def run_search(directory, executor="local", workers=1, **settings):
@@ -39,22 +49,48 @@ def run_search(directory, executor="local", workers=1, **settings):
 
 def final_population(directory):
     with RunStore(directory) as store:
-        return store.generations()[-1][1]
+        return store.generations()[-1].population
+
+
+@pytest.fixture
+def registered():
+    """Register protocols for one test only: ``registered(protocol)``; all are removed afterwards."""
+    names = []
+
+    def register(protocol):
+        names.append(register_protocol(protocol).name)
+        return protocol
+
+    yield register
+    for name in names:
+        unregister_protocol(name)
 
 
 # ---- the true front of (quality, cache) at depth 3, by enumeration ---------------------------------------
 
 
-def synthetic_quality(classes, n_shared):
-    specs = [get_class(c) for c in classes]
-    value = sum(SYNTHETIC_VALUE[s.family] + 0.15 * s.differential for s in specs) / len(specs)
-    has_mlp = any(s.family == "memoryless" for s in specs)
-    return float(np.exp(-1.5 * value) * (0.9 if has_mlp else 1.0) + 0.02 * n_shared / len(specs))
+def protocol_quality(genome):
+    """The synthetic protocol's quality of ``genome``, asked of the protocol itself."""
+    return SYNTHETIC.run(genome, WIDTH, seed=0, device=None).quality
+
+
+def feature_sharing_genome(classes, consumers):
+    """The genome whose ``consumers`` reuse the features of the first earlier non-consumer of their signature."""
+    signatures = [get_class(c).feature_signature for c in classes]
+    leaders = [
+        next(j for j in range(i) if signatures[j] == signatures[i] and not consumers[j]) if consumer else i
+        for i, consumer in enumerate(consumers)
+    ]
+    return Genome.from_slots([
+        (cls, 1, 1, leader + 1, 2 if leader != i or i in leaders[i + 1 :] else 1)
+        for i, (cls, leader) in enumerate(zip(classes, leaders, strict=True))
+    ])  # fmt: skip
 
 
 def cache_table():
     """Cache of each class as a full layer and as a feature-reusing layer (cache is additive per slot)."""
-    return {c: (build_liv(c, WIDTH).cache_bytes(4096), build_liv(c, WIDTH, reuse_features=True).cache_bytes(4096))
+    return {c: (build_liv(c, WIDTH).cache_bytes(CACHE_LENGTH),
+                build_liv(c, WIDTH, reuse_features=True).cache_bytes(CACHE_LENGTH))
             for c in class_ids()}  # fmt: skip
 
 
@@ -76,7 +112,7 @@ def true_front_points(depth=3):
             )  # fmt: skip
             if feasible:
                 cache = sum(table[c][int(k)] for c, k in zip(classes, consumers, strict=True))
-                points.append((synthetic_quality(classes, sum(consumers)), cache / reference))
+                points.append((protocol_quality(feature_sharing_genome(classes, consumers)), cache / reference))
     points = np.array(points)
     return points[NonDominatedSorting().do(points, only_non_dominated_front=True)]
 
@@ -88,7 +124,15 @@ def test_cache_table_is_exact():
         sources = genome.feature_sources()
         expected = sum(table[s.cls][int(src is not None and src != i)] for i, (s, src) in enumerate(
             zip(genome.slots, sources, strict=True)))  # fmt: skip
-        assert size_report(genome, WIDTH, 2).cache_bytes == expected
+        assert genome_sizes(genome, WIDTH, LIVConfig()).cache_bytes == expected
+
+
+def test_feature_sharing_genomes_share_what_the_front_enumeration_assumes():
+    classes, consumers = (1, 2, 1), (False, False, True)  # slot 3 (SA-1) reuses slot 1's K/V
+    genome = feature_sharing_genome(classes, consumers)
+    assert genome.feature_sources() == [0, None, 0]
+    table = cache_table()
+    assert genome_sizes(genome, WIDTH, LIVConfig()).cache_bytes == table[1][0] + table[2][0] + table[1][1]
 
 
 def test_nsga2_reaches_95_percent_of_the_true_front_hypervolume(tmp_path):
@@ -106,7 +150,7 @@ def test_nsga2_reaches_95_percent_of_the_true_front_hypervolume(tmp_path):
 def test_ga_improves_its_weighted_objective_with_elitism(tmp_path):
     run_search(tmp_path / "run", algorithm="ga", objectives=("quality", "cache"), population=10, generations=8)
     with RunStore(tmp_path / "run") as store:
-        best = [min(m["quality"] + m["cache"] for m in population) for _, population, _ in store.generations()]
+        best = [min(m["quality"] + m["cache"] for m in g.population) for g in store.generations()]
     assert best[-1] < best[0]
     assert all(b <= a for a, b in itertools.pairwise(best))  # the elites never get lost
 
@@ -114,40 +158,65 @@ def test_ga_improves_its_weighted_objective_with_elitism(tmp_path):
 def test_firefly_improves_over_its_initial_population(tmp_path):
     run_search(tmp_path / "run", algorithm="firefly", objectives=("quality", "cache"), population=10, generations=8)
     with RunStore(tmp_path / "run") as store:
-        hypervolumes = [hv for _, _, hv in store.generations()]
+        hypervolumes = [g.hypervolume for g in store.generations()]
     assert hypervolumes[-1] > hypervolumes[0]
     assert all(b >= a for a, b in itertools.pairwise(hypervolumes))  # rank-and-crowding survival is elitist
 
 
-def test_same_seed_same_run_and_no_evaluation_twice(tmp_path):
-    a, b = run_search(tmp_path / "a", seed=7), run_search(tmp_path / "b", seed=7)
+def test_same_seed_same_run_other_seed_other_run_and_no_evaluation_twice(tmp_path):
+    a, b, _ = (run_search(tmp_path / name, seed=seed) for name, seed in (("a", 7), ("b", 7), ("c", 8)))
     assert final_population(tmp_path / "a") == final_population(tmp_path / "b")
     assert a.evaluations == b.evaluations
+    with RunStore(tmp_path / "a") as first, RunStore(tmp_path / "c") as other:
+        assert {e.hash for e in first.evaluations()} != {e.hash for e in other.evaluations()}
+        assert first.generations()[0].population != other.generations()[0].population
     with sqlite3.connect(tmp_path / "a" / "run.sqlite") as db:
         keys = db.execute("SELECT hash, protocol, seed FROM evaluations").fetchall()
     assert len(keys) == len(set(keys)) == a.evaluations
 
 
-def test_resume_of_a_finished_run_runs_nothing_new(tmp_path):
-    run_search(tmp_path / "run", seed=3)
+def test_resume_of_a_finished_run_replays_it_without_running_anything(tmp_path):
+    first = run_search(tmp_path / "run", seed=3)
+    with RunStore(tmp_path / "run") as store:
+        before = store.generations()
     search = Search(tmp_path / "run", make_executor("local"), resume=True)
     summary = search.run()
     search.close()
-    assert summary.new_evaluations == 0
+    assert summary.new_evaluations == 0 and summary.evaluations == first.evaluations
+    assert summary.generations == first.generations == 4  # the loop ran through every generation again
+    assert summary.front == first.front and summary.hypervolume == first.hypervolume
+    with RunStore(tmp_path / "run") as store:
+        assert [(g.population, g.front, g.hypervolume) for g in store.generations()] == [
+            (g.population, g.front, g.hypervolume) for g in before
+        ]
+
+
+def test_each_generation_stores_its_pareto_front_and_hypervolume(tmp_path):
+    run_search(tmp_path / "run", objectives=("quality", "cache"))
+    objectives = Objectives(("quality", "cache"), SYNTHETIC, depth=3, width=WIDTH)
+    with RunStore(tmp_path / "run") as store:
+        generations = store.generations()
+    assert [g.generation for g in generations] == [0, 1, 2, 3, 4]
+    for g in generations:
+        values = np.array([[m["quality"], m["cache"]] for m in g.population])
+        assert g.front == pareto_front(values) and len(g.front) >= 1
+        dominated = set(range(len(values))) - set(g.front)
+        assert all(any((values[j] <= values[i]).all() and (values[j] < values[i]).any() for j in g.front)
+                   for i in dominated)  # fmt: skip
+        assert g.hypervolume == pytest.approx(objectives.hypervolume(values))
 
 
 KILLABLE = textwrap.dedent("""
     import sys, time
+    from starlab.assess import SyntheticProtocol, register_protocol
     from starlab.evolve import Search, SearchConfig, make_executor
-    from starlab.train.assess import PROTOCOLS, SyntheticProtocol, register_protocol
 
     class Slow(SyntheticProtocol):
-        name = "synthetic-slow"
         def run(self, *args):
             time.sleep(0.05)
             return super().run(*args)
 
-    register_protocol(Slow())
+    register_protocol(Slow(name="synthetic-slow"))
     config = SearchConfig(protocol="synthetic-slow", depth=3, population=6, generations=4, seed=11)
     resume = sys.argv[2] == "resume"
     search = Search(sys.argv[1], make_executor("local"), None if resume else config, resume=resume)
@@ -182,8 +251,8 @@ def test_sigkill_mid_generation_then_resume_equals_an_uninterrupted_run(tmp_path
 
     assert final_population(tmp_path / "killed") == final_population(tmp_path / "whole")
     with RunStore(tmp_path / "killed") as killed, RunStore(tmp_path / "whole") as whole:
-        killed_keys = [(e.hash, e.protocol, e.seed) for _, e in killed.evaluations()]
-        whole_keys = [(e.hash, e.protocol, e.seed) for _, e in whole.evaluations()]
+        killed_keys = [(e.hash, e.protocol, e.seed) for e in killed.evaluations()]
+        whole_keys = [(e.hash, e.protocol, e.seed) for e in whole.evaluations()]
         assert len(killed_keys) == len(set(killed_keys))  # nothing evaluated twice
         assert set(killed_keys) == set(whole_keys)  # nothing lost, nothing extra
         assert killed.generations() == whole.generations()
@@ -205,19 +274,17 @@ def test_ray_executor_gives_the_same_results_as_local(tmp_path):
 class Expensive(SyntheticProtocol):
     """A stand-in for a costlier protocol: same ranking, different numbers."""
 
-    name = "synthetic-expensive"
-
     def run(self, *args):
         outcome = super().run(*args)
         return dataclasses.replace(outcome, quality=outcome.quality / 2)
 
 
-def test_multi_fidelity_reassesses_the_top_k(tmp_path):
-    register_protocol(Expensive())
+def test_multi_fidelity_reassesses_the_top_k(tmp_path, registered):
+    registered(Expensive(name="synthetic-expensive"))
     run_search(tmp_path / "run", expensive_protocol="synthetic-expensive", top_k=2, generations=2)
     with RunStore(tmp_path / "run") as store:
-        evaluations = [e for _, e in store.evaluations()]
-        population = store.generations()[-1][1]
+        evaluations = store.evaluations()
+        population = store.generations()[-1].population
     expensive = {e.hash: e for e in evaluations if e.protocol == "synthetic-expensive"}
     cheap = {e.hash: e for e in evaluations if e.protocol == "synthetic"}
     assert 2 <= len(expensive) <= 2 * 3 and set(expensive) <= set(cheap)
@@ -255,14 +322,14 @@ def test_bad_run_directories_and_configs_are_one_line_errors(tmp_path):
 def test_seeds_enter_the_initial_population(tmp_path):
     run_search(tmp_path / "run", seeds=("11111-91111-11111",), generations=0)
     with RunStore(tmp_path / "run") as store:
-        assert Genome.parse("11111-91111-11111").hash() in {e.hash for _, e in store.evaluations()}
+        assert Genome.parse("11111-91111-11111").hash() in {e.hash for e in store.evaluations()}
 
 
 def test_random_search_and_the_evaluation_budget(tmp_path):
     summary = run_search(tmp_path / "run", algorithm="random", population=6, generations=10, max_evaluations=14)
     assert 14 <= summary.evaluations < 14 + 6 and summary.generations < 10
     with RunStore(tmp_path / "run") as store:
-        hypervolumes = [hv for _, _, hv in store.generations()]
+        hypervolumes = [g.hypervolume for g in store.generations()]
     assert all(b >= a for a, b in itertools.pairwise(hypervolumes))  # the population keeps the best seen
 
 
@@ -270,13 +337,15 @@ def test_every_operator_returns_valid_genomes():
     from starlab.evolve.operators import GeneMutation, TwoPointCrossover
     from starlab.evolve.problem import GenomeProblem
 
-    problem = GenomeProblem(depth=6, n_obj=2)
+    problem = GenomeProblem(depth=6)
     rng = np.random.default_rng(0)
-    pairs = rng.integers(0, 1000, (20, 2))
-    parents = np.array([[problem.encode(random_genome(6, int(s))) for s in pair] for pair in pairs])
-    parents[:, :, 2::5] = 2  # every slot asks for featurizer sharing: mostly incompatible
-    children = TwoPointCrossover()._do(problem, parents.swapaxes(0, 1), random_state=rng)
-    mutants = GeneMutation(gene_prob=0.5)._do(problem, children.reshape(-1, 30), random_state=rng)
-    for vector in [*children.reshape(-1, 30), *mutants]:
+    vectors = np.array([problem.encode(random_genome(6, seed)) for seed in range(40)])
+    vectors[:, 2::5] = 2  # every slot asks for featurizer sharing: mostly incompatible
+    pop = Population.new("X", vectors)
+    children = TwoPointCrossover(prob=1.0).do(problem, pop, np.arange(40).reshape(20, 2), random_state=rng)
+    mutants = GeneMutation(gene_prob=0.5).do(problem, children, random_state=rng)
+    assert len(children) == len(mutants) == 40
+    assert (children.get("X") != vectors).any()  # the operators did change genes
+    for vector in [*children.get("X"), *mutants.get("X")]:
         genome = Genome.from_slots(vector.reshape(6, 5).tolist())  # strict parsing: raises if invalid
         assert genome.validate() is genome

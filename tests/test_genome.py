@@ -2,48 +2,12 @@
 
 import json
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import in_range_slots, relabel
 from starlab.genome import Genome, preset, random_genome, resolve
-from starlab.liv import class_ids
-
-MAX_CLASS = max(class_ids())
-
-
-@st.composite
-def in_range_slots(draw, max_depth=8, max_group=None):
-    """Any in-range slot list; small group ranges make sharing (and incompatibility) frequent."""
-    depth = draw(st.integers(1, max_depth))
-    top = max_group or depth
-    slot = st.tuples(
-        st.integers(1, MAX_CLASS),
-        st.integers(1, min(top, depth)),
-        st.integers(1, 2),
-        st.integers(1, min(top, depth)),
-        st.integers(1, 2),
-    )
-    return draw(st.lists(slot, min_size=depth, max_size=depth))
-
-
-def relabel(genome: Genome, seed: int) -> Genome:
-    """The same genome with its group ids renamed by random permutations (and junk ids on strategy-1 slots)."""
-    rng = np.random.default_rng(seed)
-    n = len(genome)
-    fs_perm, fg_perm = rng.permutation(n) + 1, rng.permutation(n) + 1
-    slots = [
-        (
-            s.cls,
-            int(fs_perm[s.featurizer_group - 1]) if s.featurizer_strategy == 2 else int(rng.integers(1, n + 1)),
-            s.featurizer_strategy,
-            int(fg_perm[s.feature_group - 1]) if s.feature_strategy == 2 else int(rng.integers(1, n + 1)),
-            s.feature_strategy,
-        )
-        for s in genome.slots
-    ]
-    return Genome.from_slots(slots)
 
 
 @given(in_range_slots(max_group=2))

@@ -5,10 +5,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import in_range_slots, relabel
 from starlab.genome import Genome, preset
 from starlab.liv import LIVConfig, build_featurizer, build_liv, class_ids, get_class
 from starlab.model import Backbone, measured_cache_bytes, size_report
-from test_genome import in_range_slots, relabel
 
 WIDTH, VOCAB = 16, 11
 CONFIG = LIVConfig(head_dim=8, recurrence_head_dim=8, scan_chunk=4)
@@ -105,11 +105,31 @@ def test_greedy_generation_matches_the_parallel_form():
 
 
 def test_sampling_is_seeded():
+    """Equal generators draw equal samples, and ``temperature`` and ``top_k`` shape what is drawn."""
     m = model(preset("transformer++", 2))
-    prompt = torch.zeros(1, 1, dtype=torch.long)
-    a = m.generate(prompt, 6, temperature=1.0, top_k=5, generator=torch.Generator().manual_seed(1))
-    b = m.generate(prompt, 6, temperature=1.0, top_k=5, generator=torch.Generator().manual_seed(1))
-    assert torch.equal(a, b)
+    prompt = torch.arange(8)[:, None] % VOCAB
+
+    def draw(steps=30, seed=1, start=prompt, **kwargs):
+        return m.generate(start, steps, generator=torch.Generator().manual_seed(seed), **kwargs)
+
+    assert torch.equal(draw(6, temperature=1.0, top_k=5), draw(6, temperature=1.0, top_k=5))
+    assert not torch.equal(draw(temperature=1.0), draw(temperature=1.0, seed=2))  # 240 draws from 11 tokens
+    greedy = m.generate(prompt, 30, temperature=0)
+    # top_k=1 leaves only the argmax, whatever the temperature; a tiny temperature makes sampling one-hot
+    # (the top two logits of this model differ by at least 0.67 at every step)
+    assert torch.equal(draw(top_k=1, temperature=50.0), greedy)
+    assert torch.equal(draw(temperature=1e-3), greedy)
+    # top_k=3 at a high temperature: every token is one of the 3 most likely after its own prefix (the same
+    # recurrent steps generate took, so ties compare exactly), and not always the most likely one
+    sampled = draw(top_k=3, temperature=5.0)
+    logits = decode_logits(m, sampled[:, :-1])[:, prompt.shape[1] - 1 :]  # position t-1 scores token t
+    chosen = logits.gather(-1, sampled[:, prompt.shape[1] :, None])
+    assert (chosen >= logits.topk(3, dim=-1).values[..., -1:]).all()
+    assert (chosen < logits.amax(-1, keepdim=True)).any()
+    # one next token drawn 200 times from the same prompt: a high temperature spreads it over the vocabulary
+    same = torch.zeros(200, 1, dtype=torch.long)
+    cold, hot = (draw(1, start=same, temperature=t)[:, 1].unique().numel() for t in (0.05, 10.0))
+    assert cold == 1 and hot >= VOCAB - 1
 
 
 def test_parameter_counts():
@@ -117,7 +137,7 @@ def test_parameter_counts():
     assert untied.num_params() - tied.num_params() == VOCAB * WIDTH
     assert tied.num_params() - tied.num_params(non_embedding=True) == VOCAB * WIDTH
     assert untied.num_params(non_embedding=True) == tied.num_params(non_embedding=True)
-    report = size_report(preset("transformer++", 2), WIDTH, VOCAB, config=CONFIG)
+    report = size_report(preset("transformer++", 2), WIDTH, VOCAB, seq_len=16, config=CONFIG)
     assert report.params == tied.num_params()
     final_norm = WIDTH
     assert sum(s.params for s in report.slots) + final_norm == report.params_non_embedding

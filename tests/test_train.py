@@ -9,8 +9,9 @@ import torch
 
 from starlab.genome import Genome, preset
 from starlab.model import Backbone
+from starlab.status import Status
 from starlab.tasks import IGNORE, ArrayTask
-from starlab.train import COMPLETED, DIVERGED, EARLY_STOPPED, OUT_OF_TIME, TrainConfig, learning_rate, train
+from starlab.train import TrainConfig, learning_rate, train
 
 VOCAB, LENGTH = 8, 12
 
@@ -40,7 +41,7 @@ def test_attention_learns_and_token_mixing_free_stack_does_not():
     task = previous_token_task()
     learner = train(model(preset("transformer++", 2)), task, FAST)
     blind = train(model(Genome.parse("91111-91111")), task, FAST)
-    assert learner.status == COMPLETED and learner.score > 0.9
+    assert learner.status == Status.COMPLETED and learner.score > 0.9
     assert blind.score < 0.3  # chance is 1/8
     assert learner.history[-1]["train_loss"] < learner.history[0]["train_loss"]
 
@@ -55,13 +56,13 @@ def test_same_seed_same_run():
 def test_early_stop_at_target_score():
     config = dataclasses.replace(FAST, max_steps=400, eval_every=10, target_score=0.95)
     result = train(model(preset("transformer++", 2)), previous_token_task(), config)
-    assert result.status == EARLY_STOPPED and result.steps < 400 and result.score >= 0.95
+    assert result.status == Status.EARLY_STOPPED and result.steps < 400 and result.score >= 0.95
 
 
 def test_time_budget():
     config = TrainConfig(max_steps=10_000, batch_size=8, time_budget_s=0.5)
     result = train(model(preset("mamba", 2)), previous_token_task(), config)
-    assert result.status == OUT_OF_TIME and result.steps < 10_000 and "score" in result.metrics
+    assert result.status == Status.OUT_OF_TIME and result.steps < 10_000 and "score" in result.metrics
 
 
 class NaNAfter(ArrayTask):
@@ -80,7 +81,7 @@ class NaNAfter(ArrayTask):
 
 def test_injected_nan_ends_the_run_as_diverged():
     result = train(model(preset("mamba", 2)), NaNAfter(5), TrainConfig(max_steps=50, batch_size=8, eval_every=2))
-    assert result.status == DIVERGED and result.steps == 5 and result.score == 0.0
+    assert result.status == Status.DIVERGED and result.steps == 5 and result.score == 0.0
     assert math.isnan(result.train_loss)
 
 
@@ -89,7 +90,7 @@ def test_nan_in_parameters_is_diverged_not_a_crash():
     with torch.no_grad():
         m.livs[0].out_proj.weight[0, 0] = float("inf")
     result = train(m, previous_token_task(), TrainConfig(max_steps=5, batch_size=8))
-    assert result.status == DIVERGED
+    assert result.status == Status.DIVERGED
 
 
 def test_embedding_only_training_leaves_frozen_tensors_bit_identical():

@@ -12,7 +12,8 @@ import sys
 from collections.abc import Sequence
 
 from starlab import runtime
-from starlab.console import print_table, status, step_progress
+from starlab.console import print_table, status
+from starlab.errors import SettingError
 
 
 def positive_int(text: str) -> int:
@@ -23,6 +24,17 @@ def positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def key_value(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE read as JSON where it parses (numbers, true/false, null) and as text otherwise."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
 
 
 # ---- liv ---------------------------------------------------------------------------------------------
@@ -114,23 +126,23 @@ def _genome_arg(args: argparse.Namespace):
     return resolve(args.genome, args.depth or (args.default_depth if is_preset else None), repair=args.repair)
 
 
+def _assess(args: argparse.Namespace, protocol, doing: str):
+    """``assess()`` with the command's genome, width, seed and device, behind a spinner."""
+    from starlab.assess import assess
+
+    genome = _genome_arg(args)
+    with status(f"{doing} {genome.text()}") as progress:
+        return assess(genome, protocol, args.width, args.seed, args.device, progress=progress)
+
+
 def mad(args: argparse.Namespace) -> None:
     """Assess a genome on a MAD protocol (optionally a subset of its tasks)."""
-    import dataclasses
+    from starlab.assess import CACHE_LENGTH, get_protocol
 
-    from starlab.tasks.mad import MAD_TASKS
-    from starlab.train.assess import assess, get_protocol
-
-    protocol = get_protocol(args.protocol)  # argparse restricted it to the MAD protocols
+    protocol = get_protocol(args.protocol)
     if args.tasks:
-        unknown = sorted(set(args.tasks) - set(MAD_TASKS))
-        if unknown:
-            raise ValueError(f"unknown MAD task(s) {', '.join(unknown)}; tasks: {', '.join(MAD_TASKS)}")
-        settings = tuple(s for s in protocol.settings if s.task in args.tasks)
-        protocol = dataclasses.replace(protocol, settings=settings)
-    genome = _genome_arg(args)
-    with status(f"assessing {genome.text()} on MAD {args.protocol}") as progress:
-        result = assess(genome, protocol, args.width, args.seed, args.device, progress=progress)
+        protocol = protocol.only(args.tasks)
+    result = _assess(args, protocol, f"assessing on MAD {args.protocol}:")
     report = {
         "genome": result.genome, "hash": result.hash, "protocol": args.protocol, "mad_score": 1 - result.quality,
         "tasks": result.scores, "token_accuracy": result.metrics["token_accuracy"],
@@ -146,68 +158,46 @@ def mad(args: argparse.Namespace) -> None:
     ]
     rows.append({"task": "MAD score", "score (macro acc.)": report["mad_score"], "token accuracy": ""})
     print_table(f"{result.genome} on MAD {args.protocol} (width {result.width})", rows, list(rows[0]))
-    print(f"params {result.params:,}; cache {result.cache_bytes:,} B at 4096 tokens; ", end="")
+    print(f"params {result.params:,}; cache {result.cache_bytes:,} B at {CACHE_LENGTH} tokens; ", end="")
     print(f"{result.seconds:.1f} s; {result.status}")
 
 
 def algo(args: argparse.Namespace) -> None:
-    """Train a genome on one algorithmic task, fully or embedding-only (random-transformer setting)."""
-    import time
+    """Train a genome on one algorithmic task, fully or embedding-only (the algo-* protocols)."""
+    from starlab.assess import get_protocol
+    from starlab.assess.algorithmic import protocol_for_task
 
-    import torch
-
-    from starlab.model import Backbone
-    from starlab.tasks.algorithmic import make_algorithmic_task
-    from starlab.train import TrainConfig, train
-
-    task = make_algorithmic_task(args.task, args.size, args.seed)
-    budget = task.budget
-    width = args.width or budget.width
-    genome = _genome_arg(args)
-    torch.manual_seed(args.seed)
-    positions = None if args.no_positions else task.seq_len
-    model = Backbone(genome, width, task.vocab_size, tie_embeddings=False, max_positions=positions)
-    if args.embedding_only:
-        model.freeze_all_but_embeddings()
-    steps = args.steps or budget.steps
-    config = TrainConfig(
-        lr=budget.lr, weight_decay=budget.weight_decay, max_steps=steps, batch_size=budget.batch_size,
-        warmup_steps=min(budget.warmup_steps, steps), min_lr=0.0, grad_clip=budget.grad_clip,
-        eval_every=max(1, steps // 10), seed=args.seed, betas=(0.9, 0.999),
-    )  # fmt: skip
-    start = time.perf_counter()
+    protocol = get_protocol(protocol_for_task(args.task)).with_settings(
+        size=args.size, embedding_only=args.embedding_only, positions=not args.no_positions, steps=args.steps
+    )
     mode = "embedding-only" if args.embedding_only else "full"
-    with step_progress(f"{args.task} ({mode})", steps) as on_step:
-        result = train(model, task, config, args.device, on_step=on_step)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    result = _assess(args, protocol, f"training ({args.task}, {mode})")
+    metrics = result.metrics
     report = {
-        "genome": model.genome.text(), "task": args.task, "size": args.size, "embedding_only": args.embedding_only,
-        "width": width, "status": result.status, "steps": result.steps, "score": result.score,
-        "metrics": result.metrics, "trainable_params": trainable, "params": model.num_params(),
-        "seconds": time.perf_counter() - start,
+        "genome": result.genome, "task": args.task, "size": args.size, "embedding_only": args.embedding_only,
+        "width": result.width, "status": metrics["run_status"], "steps": metrics["steps"],
+        "score": result.scores[args.task], "metrics": metrics["task_metrics"],
+        "trainable_params": metrics["trainable_params"], "params": metrics["total_params"],
+        "seconds": result.seconds,
     }  # fmt: skip
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    rows = [{"metric": k, "value": v} for k, v in result.metrics.items()]
+    rows = [{"metric": k, "value": v} for k, v in report["metrics"].items()]
     print_table(f"{args.task} ({args.size}) on {report['genome']}", rows, ["metric", "value"])
-    print(f"{result.status} after {result.steps} steps, {report['seconds']:.1f} s; trainable params {trainable:,}")
+    print(f"{report['status']} after {report['steps']} steps, {report['seconds']:.1f} s; "
+          f"trainable params {report['trainable_params']:,}")  # fmt: skip
 
 
 def lm(args: argparse.Namespace) -> None:
     """Train a genome as a language model on local text (or the bundled corpus); report perplexity."""
-    import dataclasses
+    from starlab.assess import get_protocol
 
-    from starlab.train.assess import assess, get_protocol
-
-    protocol = get_protocol(args.protocol).with_data(args.data)
     changes = {k: v for k, v in (("steps", args.steps), ("seq_len", args.seq_len)) if v is not None}
     if args.tokenizer:
         changes.update(tokenizer=args.tokenizer, vocab_size=args.vocab_size if args.tokenizer == "bpe" else None)
-    protocol = dataclasses.replace(protocol, **changes)
-    genome = _genome_arg(args)
-    with status(f"training {genome.text()} as a language model ({protocol.name})") as progress:
-        result = assess(genome, protocol, args.width, args.seed, args.device, progress=progress)
+    protocol = get_protocol(args.protocol).with_data(args.data).with_settings(**changes)
+    result = _assess(args, protocol, f"training as a language model ({protocol.name}):")
     report = {
         "genome": result.genome, "protocol": args.protocol, "perplexity": result.quality, "status": result.status,
         "params": result.params, "cache_bytes": result.cache_bytes, "seconds": result.seconds,
@@ -220,6 +210,32 @@ def lm(args: argparse.Namespace) -> None:
           f"params {result.params:,}; {result.seconds:.1f} s")  # fmt: skip
 
 
+def protocols(args: argparse.Namespace) -> None:
+    """Every registered protocol: kind, width, what it trains and what one 4-slot genome costs."""
+    from starlab.assess import get_protocol, protocol_names
+
+    rows = [get_protocol(name).summary() for name in protocol_names(args.kind)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = [
+        {"name": r["name"], "kind": r["kind"], "width": r["width"], "trains": r["training"]["summary"],
+         "cost (4 slots, 2 cores)": _cost(r["cost_s"]), "description": r["description"]}
+        for r in rows
+    ]  # fmt: skip
+    print_table(
+        "assessment protocols (starlab evolve --protocol NAME)", table, list(table[0]), wrap=("trains", "description")
+    )
+
+
+def _cost(seconds: float | None) -> str:
+    if seconds is None:
+        return "not measured"
+    if seconds < 1:
+        return "< 1 s"
+    return f"~{seconds:.0f} s" if seconds < 120 else f"~{seconds / 60:.0f} min"
+
+
 # ---- evolution -------------------------------------------------------------------------------------------
 
 
@@ -227,29 +243,25 @@ def evolve(args: argparse.Namespace) -> None:
     """Run (or resume) a search; prints the final front."""
     from starlab.console import SearchProgress
     from starlab.evolve import Search, SearchConfig, make_executor
-    from starlab.evolve.presets import OBJECTIVE_PRESETS, search_preset
-    from starlab.evolve.search import search_config_from_file
 
-    if args.resume:
-        config, directory = None, args.resume
-    else:
-        settings = search_config_from_file(args.config).to_json() if args.config else search_preset(args.preset)
+    config = None
+    if not args.resume:
         overrides = {
             "protocol": args.protocol, "algorithm": args.algorithm, "population": args.population,
             "generations": args.generations, "depth": args.depth, "width": args.width, "seed": args.seed,
             "top_k": args.top_k, "expensive_protocol": args.expensive_protocol, "data": args.data,
+            "objectives": args.objectives, "seeds": args.seeds,
+            "protocol_settings": dict(args.protocol_setting) if args.protocol_setting else None,
         }  # fmt: skip
-        settings.update({k: v for k, v in overrides.items() if v is not None})
-        if args.objectives:
-            names = OBJECTIVE_PRESETS.get(args.objectives) or tuple(args.objectives.split(","))
-            settings["objectives"] = names
-        if args.seeds is not None:
-            settings["seeds"] = tuple(s for s in args.seeds.split(",") if s)
-        config, directory = SearchConfig.from_json(settings), args.out
+        if args.config:
+            config = SearchConfig.from_file(args.config, **overrides)
+        else:
+            config = SearchConfig.from_preset(args.preset, **overrides)
     executor = make_executor(args.executor, args.workers, args.threads, args.ray_address, args.gpus)
     progress = SearchProgress()
     try:
-        search = Search(directory, executor, config, resume=bool(args.resume), reporter=progress, device=args.device)
+        search = Search(args.resume or args.out, executor, config, resume=bool(args.resume), reporter=progress,
+                        device=args.device)  # fmt: skip
         try:
             summary = search.run()
         finally:
@@ -283,13 +295,15 @@ def export(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from starlab.assess import CACHE_LENGTH
+
     parser = argparse.ArgumentParser(prog="starlab", description=__doc__.splitlines()[0])
     groups = parser.add_subparsers(dest="group", required=True)
 
     liv = groups.add_parser("liv", help="the LIV operator pool").add_subparsers(dest="command", required=True)
     listing = liv.add_parser("list", help="list the LIV classes with parameters and cache size")
     listing.add_argument("--width", type=positive_int, default=768, help="model width (default 768)")
-    listing.add_argument("--seq-len", type=positive_int, default=4096, help="sequence length for the cache")
+    listing.add_argument("--seq-len", type=positive_int, default=CACHE_LENGTH, help="sequence length for the cache")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     listing.set_defaults(handler=liv_list)
 
@@ -299,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("genome", help=genome_help)
     show.add_argument("--width", type=positive_int, default=768)
     show.add_argument("--depth", type=positive_int, help="depth of a preset (default 24)")
-    show.add_argument("--seq-len", type=positive_int, default=4096)
+    show.add_argument("--seq-len", type=positive_int, default=CACHE_LENGTH)
     show.add_argument("--vocab", type=positive_int, default=50257, help="vocabulary size (default: GPT-2's)")
     show.add_argument("--repair", action="store_true", help="repair incompatible sharing instead of failing")
     show.add_argument("--json", action="store_true")
@@ -332,12 +346,14 @@ def add_genome_arguments(parser: argparse.ArgumentParser, genome_help: str, dept
 
 
 def add_assessment_commands(groups, genome_help: str) -> None:
+    from starlab.assess import KINDS, protocol_names
     from starlab.tasks.algorithmic import ALGORITHMIC_TASKS
     from starlab.tasks.mad import MAD_TASKS
+    from starlab.tasks.tokenizer import DEFAULT_BPE_VOCAB
 
     mad_parser = groups.add_parser("mad", help="assess a genome on the MAD synthetic suite")
     add_genome_arguments(mad_parser, genome_help, 4)
-    mad_parser.add_argument("--protocol", default="quick", choices=["paper", "quick", "demo", "tiny"])
+    mad_parser.add_argument("--protocol", default="quick", choices=protocol_names("mad"))
     mad_parser.add_argument("--tasks", nargs="+", metavar="TASK", help=f"subset of: {', '.join(MAD_TASKS)}")
     mad_parser.set_defaults(handler=mad)
 
@@ -353,27 +369,41 @@ def add_assessment_commands(groups, genome_help: str) -> None:
     lm_parser = groups.add_parser("lm", help="train a genome as a language model; report perplexity")
     add_genome_arguments(lm_parser, genome_help, 4)
     lm_parser.add_argument("--data", help="text file, directory, .jsonl or .parquet (default: bundled corpus)")
-    lm_parser.add_argument("--protocol", default="lm-quick", choices=["lm-quick", "lm-tiny", "lm-paper"])
+    lm_parser.add_argument("--protocol", default="lm-quick", choices=protocol_names("lm"))
     lm_parser.add_argument("--tokenizer", choices=["byte", "bpe"])
-    lm_parser.add_argument("--vocab-size", type=positive_int, default=4096, help="BPE vocabulary")
+    lm_parser.add_argument("--vocab-size", type=positive_int, default=DEFAULT_BPE_VOCAB, help="BPE vocabulary")
     lm_parser.add_argument("--steps", type=positive_int)
     lm_parser.add_argument("--seq-len", type=positive_int)
     lm_parser.set_defaults(handler=lm)
 
+    listing = groups.add_parser("protocols", help="list the assessment protocols: what each trains and costs")
+    listing.add_argument("--kind", choices=KINDS, help="only protocols of this kind")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=protocols)
+
 
 def add_evolution_commands(groups) -> None:
-    from starlab.evolve import ALGORITHMS, EXECUTORS
-    from starlab.evolve.presets import SEARCH_PRESETS
+    from starlab.assess import OBJECTIVE_PRESETS, OBJECTIVES, protocol_names
+    from starlab.evolve import ALGORITHMS, EXECUTORS, SEARCH_PRESETS
 
     ev = groups.add_parser("evolve", help="run or resume a STAR search")
     where = ev.add_mutually_exclusive_group(required=True)
     where.add_argument("--out", help="new run directory")
     where.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where it stopped")
-    ev.add_argument("--preset", default="demo", choices=list(SEARCH_PRESETS))
+    ev.add_argument("--preset", default="demo", choices=list(SEARCH_PRESETS), help="search preset (default demo)")
     ev.add_argument("--config", help="search settings as a JSON file (instead of --preset)")
-    ev.add_argument("--protocol", help="assessment protocol (demo, quick, paper, tiny, lm-quick, lm-paper, ...)")
+    names = protocol_names()
+    ev.add_argument("--protocol", choices=names, metavar="NAME", help=f"assessment protocol: {', '.join(names)}")
+    ev.add_argument(
+        "--protocol-setting",
+        type=key_value,
+        action="append",
+        metavar="KEY=VALUE",
+        help="change one setting of the protocol, e.g. size=paper or embedding_only=true (repeatable)",
+    )
     ev.add_argument("--algorithm", choices=list(ALGORITHMS))
-    ev.add_argument("--objectives", help="comma-separated from quality,params,cache, or quality|size|cache")
+    ev.add_argument("--objectives", help=f"comma-separated from {','.join(OBJECTIVES)}, or one of the paper's "
+                    f"searches: {'|'.join(OBJECTIVE_PRESETS)}")  # fmt: skip
     ev.add_argument("--population", type=positive_int)
     ev.add_argument("--generations", type=int)
     ev.add_argument("--depth", type=positive_int)
@@ -381,7 +411,7 @@ def add_evolution_commands(groups) -> None:
     ev.add_argument("--seed", type=int)
     ev.add_argument("--seeds", help="comma-separated genomes or presets for the initial population")
     ev.add_argument("--top-k", type=int, help="multi-fidelity: re-assess this many per generation")
-    ev.add_argument("--expensive-protocol", help="multi-fidelity: the protocol for the top-k")
+    ev.add_argument("--expensive-protocol", choices=names, metavar="NAME", help="multi-fidelity: protocol of the top-k")
     ev.add_argument("--data", help="corpus for lm-* protocols")
     ev.add_argument("--executor", default="local", choices=list(EXECUTORS))
     ev.add_argument("--workers", type=positive_int, default=1)
@@ -406,6 +436,11 @@ def add_evolution_commands(groups) -> None:
     exp.set_defaults(handler=export)
 
 
+def flag(name: str, before_value: bool) -> str:
+    """How the CLI names a setting in an error message: its flag (``data`` -> ``--data``)."""
+    return f"--{name.replace('_', '-')}" + (" " if before_value else "")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -413,7 +448,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.handler(args)
     except ValueError as error:
-        print(f"starlab: error: {error}", file=sys.stderr)
+        message = error.render(flag) if isinstance(error, SettingError) else str(error)
+        print(f"starlab: error: {message}", file=sys.stderr)
         return 2
     return 0
 

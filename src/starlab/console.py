@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from starlab.store import Evaluation
+if TYPE_CHECKING:  # the console draws evaluations; it need not import the assessment machinery to do so
+    from starlab.assess import Evaluation
 
 
 def console() -> Console:
@@ -18,11 +20,12 @@ def console() -> Console:
     return plain if plain.is_terminal else Console(width=160)
 
 
-def print_table(title: str, rows: list[dict], columns: Sequence[str]) -> None:
+def print_table(title: str, rows: list[dict], columns: Sequence[str], wrap: Sequence[str] = ()) -> None:
+    """A rich table; cells never wrap except in the ``wrap`` columns (long prose)."""
     table = Table(title=title)
     for column in columns:
         justify = "right" if isinstance(rows[0][column], (int, float)) else "left"
-        table.add_column(column, justify=justify, no_wrap=True)
+        table.add_column(column, justify=justify, no_wrap=column not in wrap)
     for row in rows:
         table.add_row(*(_cell(row[c]) for c in columns))
     console().print(table)
@@ -51,15 +54,6 @@ def progress_bar(detail: str) -> Progress:
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(detail),
         TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
     )  # fmt: skip
-
-
-@contextmanager
-def step_progress(description: str, total: int):
-    """A progress bar over optimizer steps; yields the trainer's ``on_step(step, loss)`` callback."""
-    progress = progress_bar("loss {task.fields[loss]}")
-    task = progress.add_task(description, total=total, loss="-")
-    with progress:
-        yield lambda step, loss: progress.update(task, completed=step, loss=f"{loss:.4f}")
 
 
 class SearchProgress:

@@ -2,13 +2,14 @@
 
 from starlab.evolve.algorithms import ALGORITHMS, make_algorithm
 from starlab.evolve.executors import EXECUTORS, EvalJob, make_executor
-from starlab.evolve.problem import OBJECTIVES, GenomeProblem
+from starlab.evolve.presets import SEARCH_PRESETS
+from starlab.evolve.problem import GenomeProblem
 from starlab.evolve.search import Search, SearchConfig, SearchSummary
 
 __all__ = [
     "ALGORITHMS",
     "EXECUTORS",
-    "OBJECTIVES",
+    "SEARCH_PRESETS",
     "EvalJob",
     "GenomeProblem",
     "Search",

@@ -2,8 +2,10 @@
 
 * **NSGA-II** (default): pymoo's NSGA-II — binary tournaments on rank and crowding, (mu + lambda) survival by
   non-dominated sorting and crowding distance — with our genome operators.
-* **GA**: single objective (several objectives are combined as a weighted sum by the search), tournament
-  pairing, and generational replacement that keeps the ``elites`` (2) best parents: the paper's elitism 2.
+* **GA**: single objective: it ranks the weighted sum of the objectives (equal weights unless given) with
+  pymoo's single-objective tournament and survival, and replaces each generation except its ``elites`` (2)
+  best parents: the paper's elitism 2. The problem's F stays the objective vector, so fronts and
+  hypervolumes of a GA run mean what they mean for NSGA-II.
 * **Random search** (a baseline): every generation is fresh random genomes; the population keeps the best
   by rank and crowding, so its front is the best of everything sampled.
 * **Firefly**: a discrete adaptation of the firefly algorithm (ours, SPEC §4). Brightness is Pareto rank, then
@@ -20,8 +22,9 @@ from collections.abc import Sequence
 import numpy as np
 from pymoo.algorithms.base.genetic import GeneticAlgorithm
 from pymoo.algorithms.moo.nsga2 import NSGA2
-from pymoo.algorithms.soo.nonconvex.ga import FitnessSurvival, comp_by_cv_and_fitness
+from pymoo.algorithms.soo.nonconvex.ga import comp_by_cv_and_fitness
 from pymoo.core.population import Population
+from pymoo.core.survival import Survival
 from pymoo.operators.selection.tournament import TournamentSelection
 from pymoo.operators.survival.rank_and_crowding import RankAndCrowding
 
@@ -32,15 +35,37 @@ from starlab.genome import Genome
 ALGORITHMS = ("nsga2", "ga", "firefly", "random")
 
 
-class ElitistGA(GeneticAlgorithm):
-    """Generational GA: ``pop_size - elites`` offspring replace the population except its ``elites`` best."""
+class WeightedSum(Survival):
+    """GA's scalarisation: survival by the weighted sum of the objectives, and the matching tournament."""
 
-    def __init__(self, pop_size: int, elites: int = 2, **kwargs) -> None:
+    def __init__(self, weights: Sequence[float]) -> None:
+        super().__init__(filter_infeasible=False)
+        self.weights = np.asarray(weights, dtype=float)
+
+    def fitness(self, pop: Population) -> np.ndarray:
+        return pop.get("F") @ self.weights
+
+    def _do(self, problem, pop, n_survive=None, **kwargs):
+        order = np.lexsort([self.fitness(pop), pop.get("cv")])  # as pymoo's FitnessSurvival, on the sum
+        pop.set("rank", np.argsort(order))
+        return pop[order[:n_survive]]
+
+    def compare(self, pop: Population, P: np.ndarray, random_state=None, **kwargs) -> np.ndarray:
+        """pymoo's single-objective tournament, seeing each individual's weighted sum as its F."""
+        scalar = Population.new("F", self.fitness(pop)[:, None], "CV", pop.get("CV"))
+        return comp_by_cv_and_fitness(scalar, P, random_state=random_state)
+
+
+class ElitistGA(GeneticAlgorithm):
+    """Generational GA on the weighted sum: ``pop_size - elites`` offspring replace all but the ``elites`` best."""
+
+    def __init__(self, pop_size: int, weights: Sequence[float], elites: int = 2, **kwargs) -> None:
+        weighted = WeightedSum(weights)
         super().__init__(
             pop_size=pop_size,
             n_offsprings=pop_size - elites,
-            selection=TournamentSelection(func_comp=comp_by_cv_and_fitness),
-            survival=FitnessSurvival(),
+            selection=TournamentSelection(func_comp=weighted.compare),
+            survival=weighted,
             advance_after_initial_infill=True,
             **kwargs,
         )
@@ -104,8 +129,12 @@ def make_algorithm(
     mutation_prob: float = 0.1,
     crossover_at_slots: bool = True,
     elites: int = 2,
+    weights: Sequence[float] = (),
 ) -> GeneticAlgorithm:
-    """A pymoo algorithm with starlab's genome operators (not yet set up; the search calls ``setup``)."""
+    """A pymoo algorithm with starlab's genome operators (not yet set up; the search calls ``setup``).
+
+    ``weights`` are GA's objective weights (default: equal); the other algorithms are multi-objective.
+    """
     common = {
         "sampling": GenomeSampling(seeds),
         "repair": GenomeRepair(),
@@ -121,6 +150,7 @@ def make_algorithm(
     if name == "ga":
         return ElitistGA(
             pop_size,
+            weights=weights or [1.0] * problem.n_obj,
             elites=elites,
             crossover=TwoPointCrossover(at_slots=crossover_at_slots),
             mutation=GeneMutation(mutation_prob),

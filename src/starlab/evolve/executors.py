@@ -5,21 +5,22 @@
 * ``ray``: one Ray task per evaluation on a cluster (``address``) or a local Ray instance; a crashed worker's
   evaluation is retried by Ray (``max_retries``). Ray is an optional extra: ``pip install starlab[ray]``.
 
-A job is plain data (:class:`EvalJob`) and the result a plain dict, so they cross process boundaries as is.
+A job is plain data (:class:`EvalJob`) and its result an :class:`~starlab.assess.Evaluation` as a plain dict
+(``Evaluation.to_dict``), so both cross process and machine boundaries as they are.
 """
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import get_context
-from typing import Protocol
+from typing import Any, Protocol
 
 from starlab import runtime
+from starlab.assess import assess, get_protocol
+from starlab.genome import Genome
 
 EXECUTORS = ("local", "process", "ray")
 
@@ -32,15 +33,13 @@ class EvalJob:
     width: int | None
     device: str = "cpu"
     data: str | None = None  # corpus for language-modelling protocols
+    settings: dict[str, Any] = field(default_factory=dict)  # the protocol's settings changed by the search
 
 
 def run_job(job: EvalJob) -> dict:
-    """Assess one genome (runs inside whichever worker the executor chose)."""
-    from starlab.genome import Genome
-    from starlab.train.assess import assess
-
-    result = assess(Genome.parse(job.genome), job.protocol, job.width, job.seed, job.device, job.data).to_dict()
-    return {**result, "worker": f"{socket.gethostname()}:{os.getpid()}"}
+    """Assess one genome (runs inside whichever worker the executor chose); the evaluation as a dict."""
+    protocol = get_protocol(job.protocol).with_settings(**job.settings)
+    return assess(Genome.parse(job.genome), protocol, job.width, job.seed, job.device, job.data).to_dict()
 
 
 class Executor(Protocol):

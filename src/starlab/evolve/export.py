@@ -6,12 +6,15 @@ from pathlib import Path
 
 import torch
 
+from starlab.assess import get_protocol
+from starlab.errors import Setting, SettingError
 from starlab.genome import Genome
 from starlab.liv import LIVConfig
 from starlab.model import Backbone
 from starlab.model.checkpoint import save
-from starlab.report.report import load_run
-from starlab.train.assess import get_protocol
+from starlab.store import load_run
+from starlab.tasks.lm import lm_task
+from starlab.train import TrainConfig, train
 
 
 def export_from_run(
@@ -32,7 +35,8 @@ def export_from_run(
     run = load_run(directory)
     front = run.front
     if not 1 <= rank <= len(front):
-        raise ValueError(f"--rank must be in 1..{len(front)} (the size of the final front), got {rank}")
+        template = "{0} must be in 1..{1} (the size of the final front), got {2}"
+        raise SettingError(template, Setting("rank"), len(front), rank)
     member = front[rank - 1]
     protocol = get_protocol(run.config["protocol"])
     width = run.config.get("width") or protocol.width
@@ -50,9 +54,6 @@ def export_from_run(
 
 
 def _train_language_model(genome: Genome, width: int, liv_config: LIVConfig, steps: int, data: str | None, seed: int):
-    from starlab.tasks.lm import lm_task
-    from starlab.train import TrainConfig, train
-
     task = lm_task(data, seq_len=128)
     model = Backbone(genome, width, task.vocab_size, liv_config)
     config = TrainConfig(lr=3e-3, max_steps=steps, batch_size=16, warmup_steps=steps // 10, min_lr=3e-4, seed=seed)

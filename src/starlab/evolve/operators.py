@@ -27,16 +27,23 @@ def repaired(problem: GenomeProblem, X: np.ndarray) -> np.ndarray:
 
 
 class GenomeSampling(Sampling):
-    """Initial population: the seed genomes first (in order), then uniformly random valid genomes."""
+    """Initial population: the seed genomes first (in order), then uniformly random valid genomes, all distinct
+    architectures (seeds that coincide at a small depth count once), so a population of N is N evaluations."""
 
-    def __init__(self, seeds: Sequence[Genome] = ()) -> None:
+    def __init__(self, seeds: Sequence[Genome] = (), max_draws_per_sample: int = 100) -> None:
         super().__init__()
-        self.seeds = list(seeds)
+        self.seeds, self.max_draws_per_sample = list(seeds), max_draws_per_sample
 
     def _do(self, problem: GenomeProblem, n_samples: int, *args, random_state=None, **kwargs) -> np.ndarray:
-        genomes = self.seeds[:n_samples]
-        genomes += [random_genome(problem.depth, random_state) for _ in range(n_samples - len(genomes))]
-        return np.array([problem.encode(g) for g in genomes])
+        genomes: dict[str, Genome] = {}
+        for genome in self.seeds:
+            genomes.setdefault(genome.hash(), genome)
+        for _ in range(n_samples * self.max_draws_per_sample):  # a tiny genome space may hold fewer than asked
+            if len(genomes) >= n_samples:
+                break
+            genome = random_genome(problem.depth, random_state)
+            genomes.setdefault(genome.hash(), genome)
+        return np.array([problem.encode(g) for g in list(genomes.values())[:n_samples]])
 
 
 class TwoPointCrossover(Crossover):

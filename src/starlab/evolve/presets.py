@@ -1,9 +1,10 @@
-"""Named search settings: ``starlab evolve --preset NAME``.
+"""Search presets: named search settings, ``starlab evolve --preset NAME`` / ``SearchConfig.from_preset``.
 
 ``demo`` is what ``make run`` runs: a real search over 4-slot genomes on the demo protocol, sized to finish in
 minutes on 2 cores. ``quick`` is the paper's population and generations on the quick MAD protocol (hours on
 a laptop). ``paper-125m`` and ``paper-1b`` are the paper's depth, width, population and per-candidate LM budget
-(GPUs and a cluster; they need a corpus via ``--data``).
+(GPUs and a cluster; they need a corpus). Not to be confused with *genome presets* (``transformer++``...,
+``starlab.genome.PRESETS``) or protocol sizes (``size="cpu"|"paper"`` of the algorithmic protocols).
 """
 
 from __future__ import annotations
@@ -18,9 +19,6 @@ SEARCH_PRESETS: dict[str, dict] = {
     "paper-1b": {"protocol": "lm-paper", "depth": 48, "width": 2048, "population": 16, "generations": 18,
                  "seeds": BASELINE_SEEDS},
 }  # fmt: skip
-
-#: The paper's three standard searches, as objective lists.
-OBJECTIVE_PRESETS = {"quality": ("quality",), "size": ("quality", "params"), "cache": ("quality", "cache")}
 
 
 def search_preset(name: str) -> dict:

@@ -1,11 +1,13 @@
 """STAR's loop — assessment, pairing, recombination, mutation — as an ask/tell loop over a durable store.
 
-Each generation the algorithm is asked for candidates; every candidate not yet in the store is submitted to
-the executor, each result is committed as it arrives, and the objective values are told back. Resuming is
-*replay*: the algorithm is rebuilt from the run's seed and re-asked generation by generation, and every
-evaluation the store already holds is served from it. pymoo's operators draw only from the seeded generator,
-so the replayed algorithm passes through exactly the same states: a run that was killed and resumed ends
-with the same populations as one that never stopped, and no finished evaluation is lost or run twice.
+Each generation: ask the algorithm for candidates; evaluate them (pymoo's ``Evaluator`` on the
+:class:`GenomeProblem`, whose assess function serves every evaluation the store holds and submits the rest
+to the executor, committing each result as it arrives); tell the algorithm; record the generation (its
+population, Pareto front and hypervolume). Resuming is *replay*: the algorithm is rebuilt from the run's
+seed and re-asked generation by generation, and every evaluation the store already holds is served from it.
+pymoo's operators draw only from the seeded generator, so the replayed algorithm passes through exactly the
+same states: a run that was killed and resumed ends with the same populations as one that never stopped,
+and no finished evaluation is lost or run twice.
 """
 
 from __future__ import annotations
@@ -16,35 +18,43 @@ from collections.abc import Sequence
 from concurrent.futures import Future, as_completed
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 from typing import Protocol as TypingProtocol
 
 import numpy as np
 from pymoo.core.evaluator import Evaluator
+from pymoo.core.population import Population
 from pymoo.core.termination import NoTermination
-from pymoo.indicators.hv import HV
 from pymoo.operators.survival.rank_and_crowding import RankAndCrowding
-from pymoo.problems.static import StaticProblem
-from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
+from starlab.assess import (
+    Evaluation,
+    Objectives,
+    Protocol,
+    check_objectives,
+    failed_evaluation,
+    get_protocol,
+    pareto_front,
+)
+from starlab.errors import Setting
 from starlab.evolve.algorithms import ALGORITHMS, make_algorithm
 from starlab.evolve.executors import EvalJob, Executor
-from starlab.evolve.problem import GenomeProblem, check_objectives
-from starlab.genome import Genome, resolve
-from starlab.model import size_report
-from starlab.store import Evaluation, RunStore, StoreError
-from starlab.train.assess import CACHE_LENGTH, FAILED, get_protocol
-
-#: Size objectives are divided by those of an all-SA-1 genome of the same depth and width (1.0 = that size);
-#: the hypervolume reference point is the protocol's worst quality and twice the reference sizes.
-SIZE_REFERENCE_CLASS = 1
-SIZE_REFERENCE_POINT = 2.0
+from starlab.evolve.presets import search_preset
+from starlab.evolve.problem import GenomeProblem
+from starlab.genome import PRESETS, Genome, resolve
+from starlab.store import Generation, RunStore, StoreError
 
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """Everything that defines a run. Stored in the run directory; ``--resume`` reuses it as is."""
+    """Everything that defines a run. Stored in the run directory; resuming reuses it as is.
+
+    ``objectives`` may be given as a list, comma-separated text or a preset (``quality``, ``size``, ``cache``);
+    ``seeds`` (genomes or preset names for the initial population) as a list or comma-separated text.
+    """
 
     protocol: str = "demo"
+    protocol_settings: dict[str, Any] = field(default_factory=dict)  # e.g. {"size": "paper"}: a variant
     depth: int = 4
     width: int | None = None  # None: the protocol's width
     objectives: tuple[str, ...] = ("quality", "params", "cache")
@@ -52,7 +62,7 @@ class SearchConfig:
     population: int = 16
     generations: int = 18
     seed: int = 0
-    seeds: tuple[str, ...] = ()  # genomes or preset names for the initial population
+    seeds: tuple[str, ...] = ()
     mutation_prob: float = 0.1
     crossover_at_slots: bool = True
     elites: int = 2
@@ -63,8 +73,9 @@ class SearchConfig:
     max_evaluations: int | None = None  # stop after the generation in which this many are stored
 
     def __post_init__(self) -> None:
+        seeds = self.seeds.split(",") if isinstance(self.seeds, str) else self.seeds
         object.__setattr__(self, "objectives", check_objectives(self.objectives))
-        object.__setattr__(self, "seeds", tuple(self.seeds))
+        object.__setattr__(self, "seeds", tuple(s.strip() for s in seeds if s.strip()))
         object.__setattr__(self, "weights", tuple(self.weights))
         checks = {
             "algorithm": (self.algorithm in ALGORITHMS, f"one of {', '.join(ALGORITHMS)}"),
@@ -82,15 +93,20 @@ class SearchConfig:
                 raise ValueError(f"search setting {name} = {getattr(self, name)!r} must be {allowed}")
         if self.top_k and self.expensive_protocol is None:
             raise ValueError("search setting top_k needs expensive_protocol (the protocol for the top-k)")
-        get_protocol(self.protocol).with_data(self.data)
+        object.__setattr__(self, "protocol_settings", dict(self.protocol_settings))
+        self.search_protocol()
         if self.expensive_protocol is not None:
             get_protocol(self.expensive_protocol).with_data(self.data)
+
+    def search_protocol(self) -> Protocol:
+        """The protocol every candidate is assessed with: the named one, with this search's settings and data."""
+        return get_protocol(self.protocol).with_settings(**self.protocol_settings).with_data(self.data)
 
     def to_json(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict) -> SearchConfig:
+    def from_json(cls, data: dict[str, Any]) -> SearchConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -98,6 +114,26 @@ class SearchConfig:
                 f"unknown search settings: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
             )
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> SearchConfig:
+        """A search preset (``demo``, ``quick``, ``paper-125m``...) with some settings replaced (``None``: kept)."""
+        return cls.from_json({**search_preset(name), **_given(overrides)})
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> SearchConfig:
+        """Settings from a JSON file (the run directory keeps its config the same way), some replaced."""
+        try:
+            settings = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"cannot read search config {path}: {error}") from None
+        if not isinstance(settings, dict):
+            raise ValueError(f"search config {path} must hold a JSON object of settings")
+        return cls.from_json({**settings, **_given(overrides)})
+
+
+def _given(overrides: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in overrides.items() if v is not None}
 
 
 class Reporter(TypingProtocol):
@@ -137,40 +173,20 @@ class Search:
         stored = self.store.get_meta("config")
         if resume:
             if stored is None:
-                raise StoreError(f"run store in {directory} has no search config; it is not a starlab search")
+                raise StoreError("run store in {0} has no search config; it is not a starlab search", directory)
             config = SearchConfig.from_json(stored)
         elif stored is not None:
-            raise StoreError(f"{directory} already holds a run; use --resume {directory} or another --out")
+            raise StoreError(
+                "{0} already holds a run; use {1:=}{0} or another {2}", directory, Setting("resume"), Setting("out")
+            )
         else:
             self.store.set_meta("config", config.to_json())
         self.config, self.executor, self.reporter, self.device = config, executor, reporter, device
-        self.protocol = get_protocol(config.protocol)
+        self.protocol = config.search_protocol()
         self.width = config.width or self.protocol.width
-        self.problem = GenomeProblem(config.depth, 1 if config.algorithm == "ga" else len(config.objectives))
-        self.reference = self._reference_sizes()
+        self.objectives = Objectives(config.objectives, self.protocol, config.depth, self.width)
+        self.problem = GenomeProblem(config.depth, self.objectives, self.assess_genomes)
         self.new_evaluations = 0
-
-    # ---- objectives ----------------------------------------------------------------------------------
-    def _reference_sizes(self) -> dict[str, float]:
-        genome = Genome.from_slots([(SIZE_REFERENCE_CLASS, 1, 1, 1, 1)] * self.config.depth)
-        report = size_report(genome, self.width, vocab_size=2, seq_len=CACHE_LENGTH, config=self.protocol.config)
-        return {"quality": 1.0, "params": report.params_non_embedding, "cache": report.cache_bytes}
-
-    def objective_values(self, evaluation: Evaluation) -> np.ndarray:
-        """The run's objectives for one evaluation, sizes relative to the all-SA-1 reference."""
-        raw = {"quality": evaluation.quality, "params": evaluation.params, "cache": evaluation.cache_bytes}
-        return np.array([raw[name] / self.reference[name] for name in self.config.objectives])
-
-    def fitness(self, values: np.ndarray) -> np.ndarray:
-        """What the algorithm minimises: the objectives, or for GA their weighted sum."""
-        if self.config.algorithm != "ga":
-            return values
-        weights = np.array(self.config.weights or [1.0] * values.shape[1])
-        return (values @ weights)[:, None]
-
-    def reference_point(self) -> np.ndarray:
-        worst = {"quality": self.protocol.worst_quality, "params": SIZE_REFERENCE_POINT, "cache": SIZE_REFERENCE_POINT}
-        return np.array([worst[name] for name in self.config.objectives])
 
     # ---- evaluation ----------------------------------------------------------------------------------
     def evaluate(self, genomes: Sequence[Genome], protocol: str) -> list[Evaluation]:
@@ -187,15 +203,16 @@ class Search:
             elif genome.hash() in submitted:
                 futures[submitted[genome.hash()]].append(index)
             else:
+                settings = self.config.protocol_settings if protocol == self.config.protocol else {}
                 job = EvalJob(
-                    genome.canonical().text(), protocol, self.config.seed, self.width, self.device, self.config.data
-                )
+                    genome.canonical().text(), protocol, self.config.seed, self.width, self.device, self.config.data,
+                    settings,
+                )  # fmt: skip
                 future = self.executor.submit(job)
                 submitted[genome.hash()], futures[future] = future, [index]
         for future in as_completed(futures):
-            genome = genomes[futures[future][0]]
-            evaluation = self._to_evaluation(genome, protocol, future)
-            self.store.add_evaluation(genome, evaluation)
+            evaluation = self._finished(genomes[futures[future][0]], protocol, future)
+            self.store.add_evaluation(evaluation)
             self.new_evaluations += 1
             for index in futures[future]:
                 results[index] = evaluation
@@ -203,106 +220,71 @@ class Search:
                 self.reporter.evaluated(evaluation, replayed=False)
         return results  # type: ignore[return-value]
 
-    def _to_evaluation(self, genome: Genome, protocol: str, future: Future) -> Evaluation:
-        """A finished future as an Evaluation; an exception becomes a 'failed' one with the worst quality."""
+    def _finished(self, genome: Genome, protocol: str, future: Future) -> Evaluation:
+        """A finished future's evaluation; an exception becomes a 'failed' one with the worst quality."""
         error = future.exception()
         if error is None:
-            r = future.result()
-            return Evaluation(
-                r["hash"], protocol, self.config.seed, r["status"], r["quality"], r["params"], r["cache_bytes"],
-                r["seconds"], r["worker"], {"scores": r["scores"], **r["metrics"]},
-            )  # fmt: skip
-        sizes = size_report(genome, self.width, vocab_size=2, seq_len=CACHE_LENGTH, config=self.protocol.config)
-        return Evaluation(
-            genome.hash(), protocol, self.config.seed, FAILED, get_protocol(protocol).worst_quality,
-            sizes.params_non_embedding, sizes.cache_bytes, 0.0, "", {"error": f"{type(error).__name__}: {error}"},
-        )  # fmt: skip
+            return Evaluation.from_dict(future.result())
+        assessed_by = self.protocol if protocol == self.config.protocol else get_protocol(protocol)
+        return failed_evaluation(genome, assessed_by, self.config.seed, self.width, error)
 
-    def assess_population(self, pop) -> None:
-        """Evaluate an asked population (with multi-fidelity top-k) and set its F for the algorithm."""
-        genomes = [self.problem.decode(x) for x in pop.get("X")]
+    def assess_genomes(self, genomes: Sequence[Genome]) -> list[Evaluation]:
+        """The problem's assess function: the search protocol's evaluations, where multi-fidelity is on with
+        the ``top_k`` best of the batch (rank, then crowding) re-assessed by the expensive protocol."""
         evaluations = self.evaluate(genomes, self.config.protocol)
-        values = np.array([self.objective_values(e) for e in evaluations])
         if self.config.top_k:
-            for index, better in self._refine(genomes, values).items():
-                values[index] = self.objective_values(better)
-        Evaluator().eval(StaticProblem(self.problem, F=self.fitness(values)), pop)
-        pop.set("values", values)
-        pop.set("genome", np.array([g.canonical().text() for g in genomes], dtype=object))
-
-    def _refine(self, genomes: list[Genome], values: np.ndarray) -> dict[int, Evaluation]:
-        """Multi-fidelity: re-assess the ``top_k`` best of this batch (rank, then crowding) expensively."""
-        order = RankAndCrowding().do(self.problem, _population(values), n_survive=self.config.top_k)
-        chosen = [int(i) for i in order.get("index")]
-        expensive = self.evaluate([genomes[i] for i in chosen], self.config.expensive_protocol)
-        return dict(zip(chosen, expensive, strict=True))
+            candidates = Population.new("F", self.objectives.values(evaluations), "index", np.arange(len(genomes)))
+            best = RankAndCrowding().do(self.problem, candidates, n_survive=self.config.top_k)
+            chosen = [int(i) for i in best.get("index")]
+            expensive = self.evaluate([genomes[i] for i in chosen], self.config.expensive_protocol)
+            for index, better in zip(chosen, expensive, strict=True):
+                evaluations[index] = better
+        return evaluations
 
     # ---- the loop ------------------------------------------------------------------------------------
     def run(self) -> SearchSummary:
         start, config = time.perf_counter(), self.config
-        seeds = [resolve(text, config.depth if _is_preset(text) else None) for text in config.seeds]
+        seeds = [resolve(text, config.depth if text.strip().lower() in PRESETS else None) for text in config.seeds]
         algorithm = make_algorithm(
             config.algorithm, self.problem, config.population, seeds, config.mutation_prob,
-            config.crossover_at_slots, config.elites,
+            config.crossover_at_slots, config.elites, config.weights,
         )  # fmt: skip
         algorithm.setup(self.problem, termination=NoTermination(), seed=config.seed)
         if self.reporter:
             self.reporter.start(config, config.population * (config.generations + 1), self.store.count_evaluations())
-        hypervolume, front = 0.0, []
+        record = Generation(-1, [], [], 0.0)
         for generation in range(config.generations + 1):
             pop = algorithm.ask()
             if pop is None or len(pop) == 0:  # nothing new could be bred: the search has converged
                 break
-            self.assess_population(pop)
+            Evaluator().eval(self.problem, pop)
             algorithm.tell(infills=pop)
-            front, hypervolume = self._record_generation(generation, algorithm.pop)
+            record = self._record_generation(generation, algorithm.pop)
             if config.max_evaluations and self.store.count_evaluations() >= config.max_evaluations:
                 break
         self.store.set_meta("finished", True)
         return SearchSummary(
-            self.store.directory, generation, self.store.count_evaluations(), self.new_evaluations,
-            time.perf_counter() - start, front, hypervolume,
+            self.store.directory, record.generation, self.store.count_evaluations(), self.new_evaluations,
+            time.perf_counter() - start, record.front_members, record.hypervolume or 0.0,
         )  # fmt: skip
 
-    def _record_generation(self, generation: int, pop) -> tuple[list[dict], float]:
-        values = np.array(pop.get("values"), dtype=float)
+    def _record_generation(self, generation: int, pop) -> Generation:
+        """Store the surviving population with its objective values, Pareto front and hypervolume."""
+        values = np.array(pop.get("F"), dtype=float)
+        genomes = [self.problem.decode(x) for x in pop.get("X")]
         members = [
             {
-                "genome": g,
-                "hash": Genome.parse(g).hash(),
-                **dict(zip(self.config.objectives, map(float, v), strict=True)),
+                "genome": g.canonical().text(),
+                "hash": g.hash(),
+                **dict(zip(self.objectives.names, v.tolist(), strict=True)),
             }
-            for g, v in zip(pop.get("genome"), values, strict=True)
+            for g, v in zip(genomes, values, strict=True)
         ]
-        first = NonDominatedSorting().do(values, only_non_dominated_front=True)
-        front = [members[i] for i in first]
-        hypervolume = float(HV(ref_point=self.reference_point())(values))
-        self.store.add_generation(generation, members, hypervolume)
+        record = Generation(generation, members, pareto_front(values), self.objectives.hypervolume(values))
+        self.store.add_generation(record)
         if self.reporter:
-            self.reporter.generation(generation, front, hypervolume)
-        return front, hypervolume
+            self.reporter.generation(generation, record.front_members, record.hypervolume)
+        return record
 
     def close(self) -> None:
         self.store.close()
-
-
-def _population(values: np.ndarray):
-    from pymoo.core.population import Population
-
-    pop = Population.new("F", values)
-    pop.set("index", np.arange(len(values)))
-    return pop
-
-
-def _is_preset(text: str) -> bool:
-    from starlab.genome import PRESETS
-
-    return text.strip().lower() in PRESETS
-
-
-def search_config_from_file(path: str | Path) -> SearchConfig:
-    """A SearchConfig from a JSON file (the run directory keeps its config the same way)."""
-    try:
-        return SearchConfig.from_json(json.loads(Path(path).read_text()))
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"cannot read search config {path}: {error}") from None

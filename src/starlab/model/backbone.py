@@ -187,7 +187,7 @@ class Backbone(nn.Module):
                 params.pop(id(p), None)
         return sum(p.numel() for p in params.values())
 
-    def cache_bytes(self, seq_len: int = 4096, bytes_per_value: int = 2) -> int:
+    def cache_bytes(self, seq_len: int, bytes_per_value: int = 2) -> int:
         """Analytic decoding state after ``seq_len`` tokens, one sequence (shared feature groups once)."""
         return sum(liv.cache_bytes(seq_len, bytes_per_value) for liv in self.livs)
 

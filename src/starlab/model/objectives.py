@@ -14,8 +14,6 @@ from starlab.genome import Genome
 from starlab.liv import LIVConfig, state_nbytes
 from starlab.model.backbone import Backbone
 
-DEFAULT_CACHE_LENGTH = 4096
-
 
 @dataclass(frozen=True)
 class SlotReport:
@@ -48,11 +46,12 @@ def size_report(
     genome: Genome,
     width: int,
     vocab_size: int,
-    seq_len: int = DEFAULT_CACHE_LENGTH,
+    seq_len: int,
     config: LIVConfig | None = None,
     tie_embeddings: bool = True,
 ) -> SizeReport:
-    """Parameters and cache of the genome's backbone (built on the meta device: no memory, exact counts)."""
+    """Parameters and cache (at ``seq_len`` tokens) of the genome's backbone, built on the meta device: no
+    memory, exact counts. A search's objectives use ``starlab.assess.genome_sizes`` (its fixed cache length)."""
     with torch.device("meta"):
         model = Backbone(genome, width, vocab_size, config, tie_embeddings)
     seen: set[int] = {id(p) for p in model.embed.parameters()}

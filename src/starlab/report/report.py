@@ -11,7 +11,6 @@ import base64
 import html
 import json
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -19,53 +18,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
-from starlab.genome import PRESETS, Genome, preset
+from starlab.assess import CACHE_LENGTH, pareto_front
+from starlab.genome import Genome
 from starlab.liv import classes, get_class
-from starlab.report.diagram import FAMILY_COLORS, draw_genome
-from starlab.store import Evaluation, RunStore
+from starlab.report.diagram import draw_genome
+from starlab.store import RunData, load_run
 
 MAX_FRONT_DIAGRAMS = 8
-
-
-@dataclass
-class RunData:
-    """Everything a report shows, read from the run store."""
-
-    config: dict
-    evaluations: list[tuple[Genome, Evaluation]]  # the main protocol's evaluations
-    generations: list[tuple[int, list[dict], float | None]]
-
-    @property
-    def front(self) -> list[dict]:
-        """The final population's non-dominated members, best quality first."""
-        members = self.generations[-1][1]
-        objectives = self.config["objectives"]
-        values = np.array([[m[o] for o in objectives] for m in members])
-        first = NonDominatedSorting().do(values, only_non_dominated_front=True)
-        return sorted((members[i] for i in first), key=lambda m: m.get("quality", 0.0))
-
-    def baselines(self) -> dict[str, Evaluation]:
-        """Presets of the run's depth that were evaluated (as seeds or otherwise), by name."""
-        depth = self.config["depth"]
-        if depth % 2:
-            return {}
-        by_hash = {e.hash: e for _, e in self.evaluations}
-        hashes = {name: preset(name, depth).hash() for name in PRESETS}
-        return {name: by_hash[h] for name, h in hashes.items() if h in by_hash}
-
-
-def load_run(directory: str | Path) -> RunData:
-    with RunStore(directory) as store:
-        config = store.get_meta("config")
-        if config is None:
-            raise ValueError(f"{directory} holds no search config; is it a starlab search directory?")
-        evaluations = [(Genome.parse(text), e) for text, e in store.evaluations() if e.protocol == config["protocol"]]
-        generations = store.generations()
-    if not generations:
-        raise ValueError(f"{directory}: the search has not finished a generation yet; nothing to report")
-    return RunData(config, evaluations, generations)
 
 
 # ---- figures ---------------------------------------------------------------------------------------------
@@ -75,11 +35,11 @@ def pareto_figure(run: RunData, size: str, path: Path) -> Path:
     """Quality against ``size`` ('params' or 'cache') for all evaluations, the front and the baselines."""
     column = {"params": "params", "cache": "cache_bytes"}[size]
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    xs = [getattr(e, column) for _, e in run.evaluations]
-    ys = [e.quality for _, e in run.evaluations]
+    xs = [getattr(e, column) for e in run.evaluations]
+    ys = [e.quality for e in run.evaluations]
     ax.scatter(xs, ys, s=14, color="#BBBBBB", label="evaluated")
     points = np.array([[x, y] for x, y in zip(xs, ys, strict=True)])
-    front = points[NonDominatedSorting().do(points, only_non_dominated_front=True)]
+    front = points[pareto_front(points)]
     front = front[np.argsort(front[:, 0])]
     ax.step(front[:, 0], front[:, 1], where="post", color="#C44E52", lw=1.5)
     ax.scatter(front[:, 0], front[:, 1], s=28, color="#C44E52", label=f"front (quality vs {size})", zorder=3)
@@ -87,7 +47,8 @@ def pareto_figure(run: RunData, size: str, path: Path) -> Path:
         x, y = getattr(evaluation, column), evaluation.quality
         ax.scatter([x], [y], marker="*", s=160, color="#4C72B0", edgecolor="black", zorder=4)
         ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
-    ax.set_xlabel("non-embedding parameters" if size == "params" else "inference cache at 4096 tokens (bytes)")
+    cache_label = f"inference cache at {CACHE_LENGTH} tokens (bytes)"
+    ax.set_xlabel("non-embedding parameters" if size == "params" else cache_label)
     ax.set_ylabel(f"quality ({run.config['protocol']}; lower is better)")
     if min(xs) > 0 and max(xs) / min(xs) > 20:
         ax.set_xscale("log")
@@ -98,8 +59,8 @@ def pareto_figure(run: RunData, size: str, path: Path) -> Path:
 
 def hypervolume_figure(run: RunData, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    gens = [g for g, _, hv in run.generations if hv is not None]
-    ax.plot(gens, [hv for _, _, hv in run.generations if hv is not None], marker="o", color="#55A868")
+    measured = [g for g in run.generations if g.hypervolume is not None]
+    ax.plot([g.generation for g in measured], [g.hypervolume for g in measured], marker="o", color="#55A868")
     ax.set_xlabel("generation")
     ax.set_ylabel("hypervolume of the population")
     ax.grid(alpha=0.3)
@@ -110,14 +71,15 @@ def class_frequency_figure(run: RunData, path: Path) -> Path:
     """Stacked share of each LIV class among the population's slots, per generation."""
     names = [c.name for c in classes()]
     counts = np.array([
-        [Counter(get_class(s.cls).name for m in pop for s in Genome.parse(m["genome"]).slots)[n] for n in names]
-        for _, pop, _ in run.generations
+        [Counter(get_class(s.cls).name for m in g.population for s in Genome.parse(m["genome"]).slots)[n]
+         for n in names]
+        for g in run.generations
     ], dtype=float)  # fmt: skip
     shares = counts / counts.sum(axis=1, keepdims=True)
     used = shares.sum(axis=0) > 0
     fig, ax = plt.subplots(figsize=(7, 3.8))
     cmap = plt.get_cmap("tab20")
-    ax.stackplot([g for g, _, _ in run.generations], shares[:, used].T,
+    ax.stackplot([g.generation for g in run.generations], shares[:, used].T,
                  labels=[n for n, u in zip(names, used, strict=True) if u],
                  colors=[cmap(i % 20) for i, u in enumerate(used) if u])  # fmt: skip
     ax.set_xlabel("generation")
@@ -130,8 +92,8 @@ def class_frequency_figure(run: RunData, path: Path) -> Path:
 def sharing_figure(run: RunData, path: Path) -> Path:
     """Share of slots that reuse a featurizer or features, and the mean distance to their leader."""
     rows = []
-    for _, pop, _ in run.generations:
-        genomes = [Genome.parse(m["genome"]) for m in pop]
+    for generation in run.generations:
+        genomes = [Genome.parse(m["genome"]) for m in generation.population]
         slots = sum(len(g) for g in genomes)
         stats = []
         for leaders_of in (Genome.featurizer_leaders, Genome.feature_sources):
@@ -141,7 +103,7 @@ def sharing_figure(run: RunData, path: Path) -> Path:
             stats += [len(links) / slots, float(np.mean([i - lead for i, lead in links])) if links else 0.0]
         rows.append(stats)
     rows = np.array(rows)
-    gens = [g for g, _, _ in run.generations]
+    gens = [g.generation for g in run.generations]
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.2))
     left.plot(gens, rows[:, 0], marker="o", label="featurizer sharing", color="#8172B3")
     left.plot(gens, rows[:, 2], marker="s", label="feature-group sharing", color="#C44E52")
@@ -197,14 +159,14 @@ def render_html(run: RunData, figures: list[Path]) -> str:
     front_rows = "".join(
         f"<tr><td>{rank}</td><td><code>{html.escape(m['genome'])}</code></td>"
         + "".join(f"<td>{m[o]:.4g}</td>" for o in run.config["objectives"])
-        + f"<td>{_evaluation_of(run, m['hash'])}</td></tr>"
+        + f"<td>{_sizes_and_time(run, m['hash'])}</td></tr>"
         for rank, m in enumerate(run.front, start=1)
     )
     baseline_rows = "".join(
         f"<tr><td>{html.escape(name)}</td><td>{e.quality:.4g}</td><td>{e.params:,}</td><td>{e.cache_bytes:,}</td></tr>"
         for name, e in run.baselines().items()
     )
-    statuses = Counter(e.status for _, e in run.evaluations)
+    statuses = Counter(e.status.value for e in run.evaluations)
     images = "".join(
         f'<figure><img alt="{p.stem}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
         f"<figcaption>{p.stem.replace('_', ' ')}</figcaption></figure>"
@@ -238,11 +200,6 @@ depth and width; the evaluation column gives absolute values.</p>
 """
 
 
-def _evaluation_of(run: RunData, genome_hash: str) -> str:
-    for _, e in run.evaluations:
-        if e.hash == genome_hash:
-            return f"{e.params:,} / {e.cache_bytes:,} / {e.seconds:.1f}"
-    return "-"
-
-
-__all__ = ["FAMILY_COLORS", "RunData", "load_run", "write_report"]
+def _sizes_and_time(run: RunData, genome_hash: str) -> str:
+    e = run.evaluation_of(genome_hash)
+    return "-" if e is None else f"{e.params:,} / {e.cache_bytes:,} / {e.seconds:.1f}"

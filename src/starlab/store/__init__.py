@@ -1,5 +1,6 @@
-"""Durable run storage: one SQLite file per run directory."""
+"""Durable run storage: one SQLite file per run directory, and a run read back as data."""
 
-from starlab.store.sqlite import STORE_FILE, Evaluation, RunStore, StoreError
+from starlab.store.run import RunData, load_run
+from starlab.store.sqlite import STORE_FILE, Generation, RunStore, StoreError
 
-__all__ = ["STORE_FILE", "Evaluation", "RunStore", "StoreError"]
+__all__ = ["STORE_FILE", "Generation", "RunData", "RunStore", "StoreError", "load_run"]

@@ -1,9 +1,9 @@
 """One SQLite file per run directory: the run's config, every genome and evaluation, every generation.
 
-Durability: WAL journal with ``synchronous=FULL``, and each evaluation is committed the moment it finishes,
-so a crash (even SIGKILL) loses at most the evaluations still running. Evaluations are keyed by
+Durability: WAL journal with ``synchronous=FULL``, and each evaluation is committed the moment it is handed
+over, so a crash (even SIGKILL) loses at most the evaluations still running. Evaluations are keyed by
 ``(canonical genome hash, protocol, seed)`` and inserted at most once, so none is ever stored (or, through
-the search's lookup, run) twice.
+the search's lookup, run) twice. An :class:`~starlab.assess.Evaluation` is stored whole and read back equal.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from starlab.genome import Genome
+from starlab.assess.record import Evaluation
+from starlab.errors import SettingError
 
 STORE_FILE = "run.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: evaluations keep width and scores; generations keep their Pareto front
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -28,8 +29,10 @@ CREATE TABLE IF NOT EXISTS evaluations (
     hash TEXT NOT NULL REFERENCES genomes(hash),
     protocol TEXT NOT NULL,
     seed INTEGER NOT NULL,
+    width INTEGER NOT NULL,
     status TEXT NOT NULL,
     quality REAL NOT NULL,
+    scores TEXT NOT NULL,
     params INTEGER NOT NULL,
     cache_bytes INTEGER NOT NULL,
     seconds REAL NOT NULL,
@@ -41,29 +44,32 @@ CREATE TABLE IF NOT EXISTS evaluations (
 CREATE TABLE IF NOT EXISTS generations (
     generation INTEGER PRIMARY KEY,
     population TEXT NOT NULL,
+    front TEXT NOT NULL,
     hypervolume REAL,
     finished REAL NOT NULL
 );
 """
 
+_EVALUATION_COLUMNS = "g.canonical, e.hash, e.protocol, e.seed, e.width, e.status, e.quality, e.scores, e.params, "
+_EVALUATION_COLUMNS += "e.cache_bytes, e.seconds, e.worker, e.metrics"
+_SELECT = f"SELECT {_EVALUATION_COLUMNS} FROM evaluations e JOIN genomes g ON g.hash = e.hash"
+
 
 @dataclass(frozen=True)
-class Evaluation:
-    """One finished assessment of one architecture."""
+class Generation:
+    """One generation's surviving population (members with their objective values) and its Pareto front."""
 
-    hash: str
-    protocol: str
-    seed: int
-    status: str
-    quality: float
-    params: int
-    cache_bytes: int
-    seconds: float
-    worker: str
-    metrics: dict[str, Any]
+    generation: int
+    population: list[dict[str, Any]]
+    front: list[int]  # indices into population of its non-dominated members
+    hypervolume: float | None
+
+    @property
+    def front_members(self) -> list[dict[str, Any]]:
+        return [self.population[i] for i in self.front]
 
 
-class StoreError(ValueError):
+class StoreError(SettingError):
     """A run directory that cannot be used (missing, corrupt, or holding another run)."""
 
 
@@ -74,20 +80,27 @@ class RunStore:
         self.directory = Path(directory)
         self.path = self.directory / STORE_FILE
         if not create and not self.path.is_file():
-            raise StoreError(f"no starlab run in {self.directory} (missing {STORE_FILE})")
+            raise StoreError("no starlab run in {0} (missing {1})", self.directory, STORE_FILE)
         self.directory.mkdir(parents=True, exist_ok=True)
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
-            self.db.executescript(SCHEMA)
-            version = self.get_meta("schema_version")
+            version = self.get_meta("schema_version") if self._has_meta() else None
+            if version is None:
+                self.db.executescript(SCHEMA)
+                self.set_meta("schema_version", SCHEMA_VERSION)
         except sqlite3.DatabaseError as error:
-            raise StoreError(f"run store {self.path} is unreadable or corrupt: {error}") from None
-        if version is None:
-            self.set_meta("schema_version", SCHEMA_VERSION)
-        elif version != SCHEMA_VERSION:
-            raise StoreError(f"run store {self.path} has schema {version}; this starlab reads {SCHEMA_VERSION}")
+            raise StoreError("run store {0} is unreadable or corrupt: {1}", self.path, error) from None
+        if version is not None and version != SCHEMA_VERSION:
+            self.db.close()
+            raise StoreError(
+                "run store {0} has schema {1}; this starlab reads schema {2} (the run was written by another "
+                "version of starlab)", self.path, version, SCHEMA_VERSION,
+            )  # fmt: skip
+
+    def _has_meta(self) -> bool:
+        return self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone() is not None
 
     def __enter__(self) -> RunStore:
         return self
@@ -107,46 +120,50 @@ class RunStore:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
     # ---- evaluations ---------------------------------------------------------------------------------
-    def add_evaluation(self, genome: Genome, evaluation: Evaluation) -> bool:
+    def add_evaluation(self, evaluation: Evaluation) -> bool:
         """Store a finished evaluation; returns False (and stores nothing) if its key is already present."""
+        e = evaluation
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute("INSERT OR IGNORE INTO genomes VALUES (?, ?)", (genome.hash(), genome.canonical().text()))
+            self.db.execute("INSERT OR IGNORE INTO genomes VALUES (?, ?)", (e.hash, e.genome))
             cursor = self.db.execute(
-                "INSERT OR IGNORE INTO evaluations (hash, protocol, seed, status, quality, params, cache_bytes, "
-                "seconds, worker, metrics, finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (evaluation.hash, evaluation.protocol, evaluation.seed, evaluation.status, evaluation.quality,
-                 evaluation.params, evaluation.cache_bytes, evaluation.seconds, evaluation.worker,
-                 json.dumps(evaluation.metrics), time.time()),
+                "INSERT OR IGNORE INTO evaluations (hash, protocol, seed, width, status, quality, scores, params, "
+                "cache_bytes, seconds, worker, metrics, finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (e.hash, e.protocol, e.seed, e.width, e.status.value, e.quality, json.dumps(e.scores), e.params,
+                 e.cache_bytes, e.seconds, e.worker, json.dumps(e.metrics), time.time()),
             )  # fmt: skip
         return cursor.rowcount == 1
 
     def get_evaluation(self, genome_hash: str, protocol: str, seed: int) -> Evaluation | None:
-        row = self.db.execute(
-            "SELECT hash, protocol, seed, status, quality, params, cache_bytes, seconds, worker, metrics "
-            "FROM evaluations WHERE hash = ? AND protocol = ? AND seed = ?",
-            (genome_hash, protocol, seed),
-        ).fetchone()
-        return None if row is None else Evaluation(*row[:9], metrics=json.loads(row[9]))
+        query = f"{_SELECT} WHERE e.hash = ? AND e.protocol = ? AND e.seed = ?"
+        row = self.db.execute(query, (genome_hash, protocol, seed)).fetchone()
+        return None if row is None else _evaluation(row)
 
-    def evaluations(self) -> list[tuple[str, Evaluation]]:
-        """All evaluations in the order they finished, with each genome's canonical text."""
-        rows = self.db.execute(
-            "SELECT g.canonical, e.hash, e.protocol, e.seed, e.status, e.quality, e.params, e.cache_bytes, "
-            "e.seconds, e.worker, e.metrics FROM evaluations e JOIN genomes g ON g.hash = e.hash ORDER BY e.id"
-        ).fetchall()
-        return [(row[0], Evaluation(*row[1:10], metrics=json.loads(row[10]))) for row in rows]
+    def evaluations(self, protocol: str | None = None) -> list[Evaluation]:
+        """All evaluations (of one ``protocol``, or all) in the order they were stored."""
+        where, args = ("WHERE e.protocol = ?", (protocol,)) if protocol else ("", ())
+        rows = self.db.execute(f"{_SELECT} {where} ORDER BY e.id", args).fetchall()
+        return [_evaluation(row) for row in rows]
 
     def count_evaluations(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
 
     # ---- generations ---------------------------------------------------------------------------------
-    def add_generation(self, generation: int, population: list[dict], hypervolume: float | None) -> None:
+    def add_generation(self, generation: Generation) -> None:
+        g = generation
         self.db.execute(
-            "INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?)",
-            (generation, json.dumps(population), hypervolume, time.time()),
+            "INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?)",
+            (g.generation, json.dumps(g.population), json.dumps(g.front), g.hypervolume, time.time()),
         )
 
-    def generations(self) -> list[tuple[int, list[dict], float | None]]:
-        rows = self.db.execute("SELECT generation, population, hypervolume FROM generations ORDER BY generation")
-        return [(g, json.loads(p), hv) for g, p, hv in rows.fetchall()]
+    def generations(self) -> list[Generation]:
+        rows = self.db.execute("SELECT generation, population, front, hypervolume FROM generations ORDER BY generation")
+        return [Generation(g, json.loads(p), json.loads(f), hv) for g, p, f, hv in rows.fetchall()]
+
+
+def _evaluation(row: tuple) -> Evaluation:
+    genome, hash_, protocol, seed, width, status, quality, scores, params, cache, seconds, worker, metrics = row
+    return Evaluation(
+        genome, hash_, protocol, seed, width, status, quality, json.loads(scores), params, cache, seconds, worker,
+        json.loads(metrics),
+    )  # fmt: skip

@@ -1,23 +1,5 @@
-"""Training and assessment: one trainer for every task, and the assessment API evolution calls."""
+"""Training: one trainer for every task (AdamW, warm-up + cosine, clipping, budgets, early stop)."""
 
-from starlab.train.trainer import (
-    COMPLETED,
-    DIVERGED,
-    EARLY_STOPPED,
-    OUT_OF_TIME,
-    TrainConfig,
-    TrainResult,
-    learning_rate,
-    train,
-)
+from starlab.train.trainer import TrainConfig, TrainResult, learning_rate, train
 
-__all__ = [
-    "COMPLETED",
-    "DIVERGED",
-    "EARLY_STOPPED",
-    "OUT_OF_TIME",
-    "TrainConfig",
-    "TrainResult",
-    "learning_rate",
-    "train",
-]
+__all__ = ["TrainConfig", "TrainResult", "learning_rate", "train"]

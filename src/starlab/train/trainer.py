@@ -2,7 +2,7 @@
 
 A run ends when it reaches ``max_steps``, its time budget, or the target score (early stop); a non-finite
 loss or evaluation ends it with status ``diverged`` instead of raising, so an architecture that blows up
-gets the worst quality and a search goes on.
+gets the worst quality and a search goes on. Outcomes are :class:`starlab.status.Status` values.
 """
 
 from __future__ import annotations
@@ -10,17 +10,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
 from starlab import runtime
+from starlab.status import Status
 from starlab.tasks.base import Task
-
-#: Run outcomes: reached max_steps, reached the target score, ran out of time, or produced NaN/inf.
-COMPLETED, EARLY_STOPPED, OUT_OF_TIME, DIVERGED = "completed", "early_stopped", "out_of_time", "diverged"
 
 
 @dataclass(frozen=True)
@@ -73,7 +71,7 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    status: str
+    status: Status
     steps: int
     seconds: float
     train_loss: float
@@ -82,10 +80,7 @@ class TrainResult:
 
     @property
     def score(self) -> float:
-        return self.metrics.get("score", 0.0) if self.status != DIVERGED else 0.0
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "score": self.score}
+        return self.metrics.get("score", 0.0) if self.status != Status.DIVERGED else 0.0
 
 
 def learning_rate(step: int, config: TrainConfig) -> float:
@@ -122,7 +117,7 @@ def train(
     model.to(device).train()
     optimizer = make_optimizer(model, config)
     batches = task.train_batches(config.batch_size, np.random.default_rng(config.seed))
-    start, status, loss_value, step = time.perf_counter(), COMPLETED, float("nan"), 0
+    start, status, loss_value, step = time.perf_counter(), Status.COMPLETED, float("nan"), 0
     history: list[dict[str, float]] = []
 
     def evaluate() -> dict[str, float]:
@@ -141,7 +136,7 @@ def train(
             loss = task.loss(model(inputs), targets)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
-            status = DIVERGED
+            status = Status.DIVERGED
             break
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -154,15 +149,15 @@ def train(
         if (config.eval_every and step % config.eval_every == 0) or step == config.max_steps or out_of_time:
             metrics = evaluate()
             if not all(math.isfinite(v) for v in metrics.values()):
-                status = DIVERGED
+                status = Status.DIVERGED
                 break
             if config.target_score is not None and metrics["score"] >= config.target_score:
-                status = EARLY_STOPPED
+                status = Status.EARLY_STOPPED
                 break
         if out_of_time:
-            status = OUT_OF_TIME
+            status = Status.OUT_OF_TIME
             break
-    best = max(history, key=lambda h: h["score"]) if history and status != DIVERGED else {}
+    best = max(history, key=lambda h: h["score"]) if history and status != Status.DIVERGED else {}
     metrics = {k: v for k, v in best.items() if k not in ("step", "train_loss")}
     return TrainResult(status, step, time.perf_counter() - start, loss_value, metrics, history)
 

@@ -1,28 +1,32 @@
-"""Assessment protocols that train models: MAD (paper, quick, demo, tiny) and language modelling.
+"""MAD protocols (paper, quick, demo, tiny): quality = 1 - MAD score.
 
 Every MAD protocol runs the same code — generate each setting's data, train a fresh model per (lr, weight
 decay) pair, keep the best test score per setting, average settings per task and tasks into the MAD score —
 with different numbers. ``paper`` is the paper's protocol (GPU/cluster scale); ``quick``, ``demo`` and ``tiny``
-are scaled for 2 CPU cores (calibration in ``docs/tasks.md``). Quality = 1 - MAD score.
+are scaled for 2 CPU cores (calibration in ``docs/tasks.md``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from statistics import mean
+from typing import Any, ClassVar
 
 import torch
 
+from starlab.assess.protocol import Outcome, Progress, Protocol, register_protocol
+from starlab.errors import SettingError
 from starlab.genome import Genome
+from starlab.liv import LIVConfig
 from starlab.model import AutoEncoder, Backbone
+from starlab.status import Status
 from starlab.tasks.base import Task
-from starlab.tasks.lm import lm_task
 from starlab.tasks.mad import MAD_TASKS, PAPER_SEED, MADSetting, paper_settings
-from starlab.train.assess import DIVERGED, OK, Outcome, Progress, Protocol, register_protocol
-from starlab.train.trainer import TrainConfig, TrainResult, train
+from starlab.train import TrainConfig, TrainResult, train
 
 
-def build_model(genome: Genome, task: Task, width: int, config) -> torch.nn.Module:
+def build_model(genome: Genome, task: Task, width: int, config: LIVConfig) -> torch.nn.Module:
     """MAD's model for a task: an untied language model, or the autoencoder for compression."""
     backbone = Backbone(genome, width, task.vocab_size, config, tie_embeddings=False)
     return AutoEncoder(backbone, task.seq_len) if task.autoencoder else backbone
@@ -39,7 +43,7 @@ def setting_task(setting: MADSetting, seed: int) -> Task:
     return _TASKS[key]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, kw_only=True, eq=False)
 class MADProtocol(Protocol):
     """Train on each setting for every (lr, weight decay) in ``grid``; quality = 1 - mean task score.
 
@@ -51,8 +55,7 @@ class MADProtocol(Protocol):
         evaluations: evaluations per run, evenly spread (the run keeps its best; early stop at ``target``).
     """
 
-    name: str
-    description: str
+    kind: ClassVar[str] = "mad"
     settings: tuple[MADSetting, ...]
     grid: tuple[tuple[float, float], ...]
     epochs: int
@@ -66,9 +69,21 @@ class MADProtocol(Protocol):
     time_budget_s: float | None = None
     task_epochs: tuple[tuple[str, int], ...] = ()
 
-    def train_config(self, task: Task, lr: float, weight_decay: float, seed: int) -> TrainConfig:
-        epochs = dict(self.task_epochs).get(task.name, self.epochs)
-        steps = epochs * task.steps_per_epoch(self.batch_size)
+    def only(self, tasks: Iterable[str]) -> MADProtocol:
+        """This protocol restricted to the settings of ``tasks`` (MAD task names)."""
+        tasks = list(tasks)
+        unknown = sorted(set(tasks) - set(MAD_TASKS))
+        if unknown:
+            raise SettingError("unknown MAD task(s) {0}; tasks: {1}", ", ".join(unknown), ", ".join(MAD_TASKS))
+        return replace(self, settings=tuple(s for s in self.settings if s.task in tasks), cost_s=None)
+
+    def steps(self, setting: MADSetting) -> int:
+        """Optimizer steps of one run on ``setting`` (known without generating its data)."""
+        epochs = dict(self.task_epochs).get(setting.task, self.epochs)
+        return epochs * -(-setting.num_train // self.batch_size)
+
+    def train_config(self, setting: MADSetting, lr: float, weight_decay: float, seed: int) -> TrainConfig:
+        steps = self.steps(setting)
         return TrainConfig(
             lr=lr, weight_decay=weight_decay, max_steps=steps, batch_size=self.batch_size,
             warmup_steps=int(self.warmup_fraction * steps), min_lr=min(self.min_lr, lr), betas=(0.9, 0.98),
@@ -86,7 +101,7 @@ class MADProtocol(Protocol):
                 progress(f"{setting.name}, lr {lr:g}, wd {weight_decay:g}")
             torch.manual_seed(seed)
             model = build_model(genome, task, width, self.config)
-            results.append(train(model, task, self.train_config(task, lr, weight_decay, seed), device))
+            results.append(train(model, task, self.train_config(setting, lr, weight_decay, seed), device))
             if results[-1].score >= self.target:
                 break  # the rest of the grid cannot do better
         return results
@@ -102,7 +117,7 @@ class MADProtocol(Protocol):
             details[setting.name] = {
                 "score": best.score,
                 "accuracy": best.metrics.get("accuracy", 0.0),
-                "status": best.status,
+                "status": best.status.value,
                 "steps": best.steps,
                 "runs": len(results),
             }
@@ -112,9 +127,30 @@ class MADProtocol(Protocol):
         scores = {task: mean(r.score for r in bests) for task, bests in tasks.items()}
         accuracy = {task: mean(r.metrics.get("accuracy", 0.0) for r in bests) for task, bests in tasks.items()}
         mad_score = mean(scores.values())
-        all_diverged = all(r.status == DIVERGED for _, r in per_setting.values())
+        all_diverged = all(r.status == Status.DIVERGED for _, r in per_setting.values())
         metrics = {"mad_score": mad_score, "token_accuracy": accuracy, "settings": details}
-        return Outcome(quality=1.0 - mad_score, scores=scores, status=DIVERGED if all_diverged else OK, metrics=metrics)
+        status = Status.DIVERGED if all_diverged else Status.OK
+        return Outcome(quality=1.0 - mad_score, scores=scores, status=status, metrics=metrics)
+
+    def training(self) -> dict[str, Any]:
+        tasks = sorted({s.task for s in self.settings}, key=list(MAD_TASKS).index)
+        steps = sum(self.steps(s) for s in self.settings)
+        return {
+            "summary": f"{_count(len(tasks), 'task')}, {_count(len(self.settings), 'setting')} x "
+            f"{len(self.grid)} lr/wd, {self.epochs} epochs of batch {self.batch_size} "
+            f"(at most {steps * len(self.grid):,} steps)",
+            "tasks": tasks,
+            "settings": len(self.settings),
+            "grid": [list(pair) for pair in self.grid],
+            "epochs": self.epochs,
+            "task_epochs": dict(self.task_epochs),
+            "batch_size": self.batch_size,
+            "steps": steps * len(self.grid),  # at most: a run stops early at the target score
+        }
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"
 
 
 def _setting(task: str, num_train: int, num_test: int, **params) -> MADSetting:
@@ -163,77 +199,4 @@ register_protocol(MADProtocol(
     description="in-context recall only, tiny: for tests",
     settings=(_setting("in-context-recall", 1000, 128, vocab_size=8, seq_len=16),),
     grid=((3e-3, 0.0),), epochs=12, batch_size=32, width=32, warmup_fraction=0.05, evaluations=3,
-))  # fmt: skip
-
-
-# ---- language modelling ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class LMProtocol(Protocol):
-    """Next-token training on text (default: the bundled smoke corpus); quality = validation perplexity.
-
-    ``data`` is a local corpus (file, directory, jsonl, parquet); a search passes its ``--data`` here.
-    ``requires_data`` protocols refuse the bundled smoke corpus: their budget only makes sense on real text.
-    """
-
-    name: str
-    description: str
-    width: int
-    seq_len: int
-    steps: int
-    batch_size: int
-    lr: float = 3e-3
-    warmup_steps: int = 0
-    weight_decay: float = 0.1
-    tokenizer: str = "byte"
-    vocab_size: int | None = None
-    max_eval_tokens: int = 1 << 16
-    data: str | None = None
-    requires_data: bool = False
-
-    @property
-    def worst_quality(self) -> float:
-        """The perplexity of a uniform guess over the vocabulary."""
-        return float(self.vocab_size or 256)
-
-    def with_data(self, data: str | None) -> LMProtocol:
-        if data is None and self.data is None and self.requires_data:
-            raise ValueError(f"the {self.name} protocol trains on a real corpus: give one with --data PATH")
-        return self if data is None else replace(self, data=data)
-
-    def run(
-        self, genome: Genome, width: int, seed: int, device: torch.device, progress: Progress | None = None
-    ) -> Outcome:
-        if progress:
-            progress(f"{self.steps} steps of {self.batch_size} x {self.seq_len} tokens")
-        task = lm_task(self.data, self.seq_len, self.tokenizer, self.vocab_size, max_eval_tokens=self.max_eval_tokens)
-        torch.manual_seed(seed)
-        model = Backbone(genome, width, task.vocab_size, self.config)
-        config = TrainConfig(
-            lr=self.lr, max_steps=self.steps, batch_size=self.batch_size, warmup_steps=self.warmup_steps,
-            weight_decay=self.weight_decay, min_lr=self.lr / 10, seed=seed, eval_batch_size=self.batch_size,
-            bf16=device.type == "cuda",
-        )  # fmt: skip
-        result = train(model, task, config, device)
-        if result.status == DIVERGED:
-            return Outcome(self.worst_quality, {task.name: 0.0}, DIVERGED)
-        perplexity = min(result.metrics["perplexity"], self.worst_quality)
-        return Outcome(perplexity, {task.name: result.score}, OK, {"perplexity": perplexity, "steps": result.steps})
-
-
-register_protocol(LMProtocol(
-    name="lm-quick", description="byte-level LM on the bundled corpus: 300 steps of 16 x 128 tokens, width 64",
-    width=64, seq_len=128, steps=300, batch_size=16, warmup_steps=30,
-))  # fmt: skip
-register_protocol(LMProtocol(
-    name="lm-tiny", description="byte-level LM on the bundled corpus, 30 steps: for tests",
-    width=32, seq_len=32, steps=30, batch_size=8, warmup_steps=3,
-))  # fmt: skip
-register_protocol(LMProtocol(
-    name="lm-paper",
-    description="the paper's per-candidate budget: 5,000 steps x 64 x 4096 tokens (1.3B), lr 8e-4, 500 warm-up "
-    "steps, BPE 32k; needs a corpus (--data); GPU/cluster scale",
-    width=768, seq_len=4096, steps=5000, batch_size=64, lr=8e-4, warmup_steps=500, tokenizer="bpe",
-    vocab_size=32768, max_eval_tokens=1 << 22, requires_data=True,
 ))  # fmt: skip

@@ -1,0 +1,52 @@
+"""``assess(genome, protocol) -> Evaluation``: build, train and measure one genome; what evolution calls."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import torch
+
+from starlab.assess.objectives import genome_sizes
+from starlab.assess.protocol import Progress, Protocol, get_protocol
+from starlab.assess.record import Evaluation
+from starlab.genome import Genome
+from starlab.liv import check_width
+
+
+def assess(
+    genome: Genome,
+    protocol: str | Protocol = "quick",
+    width: int | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    data: str | None = None,
+    progress: Progress | None = None,
+) -> Evaluation:
+    """Build, train and measure ``genome`` under ``protocol`` (a name or a :class:`Protocol`).
+
+    ``width`` defaults to the protocol's; ``data`` is a local corpus for language-modelling protocols;
+    ``progress(message)`` is told what is being trained.
+    """
+    protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
+    protocol = protocol.with_data(data)
+    width = check_width(width or protocol.width)  # type: ignore[attr-defined]
+    start = time.perf_counter()
+    outcome = protocol.run(genome, width, seed, torch.device(device), progress)
+    sizes = genome_sizes(genome, width, protocol.config)
+    return Evaluation(
+        genome=genome.canonical().text(),
+        hash=genome.hash(),
+        protocol=protocol.name,
+        seed=seed,
+        width=width,
+        status=outcome.status,
+        quality=outcome.quality,
+        scores=outcome.scores,
+        params=sizes.params,
+        cache_bytes=sizes.cache_bytes,
+        seconds=time.perf_counter() - start,
+        worker=f"{socket.gethostname()}:{os.getpid()}",
+        metrics=outcome.metrics,
+    )

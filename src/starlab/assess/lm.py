@@ -1,0 +1,104 @@
+"""Language-modelling protocols (lm-quick, lm-tiny, lm-paper): quality = validation perplexity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+
+import torch
+
+from starlab.assess.protocol import Outcome, Progress, Protocol, register_protocol, step_reporter
+from starlab.errors import Setting, SettingError
+from starlab.genome import Genome
+from starlab.model import Backbone
+from starlab.status import Status
+from starlab.tasks.lm import lm_task
+from starlab.train import TrainConfig, train
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class LMProtocol(Protocol):
+    """Next-token training on text (default: the bundled smoke corpus); quality = validation perplexity.
+
+    ``data`` is a local corpus (file, directory, jsonl, parquet); a search passes its corpus here.
+    ``requires_data`` protocols refuse the bundled smoke corpus: their budget only makes sense on real text.
+    """
+
+    kind: ClassVar[str] = "lm"
+    width: int
+    seq_len: int
+    steps: int
+    batch_size: int
+    lr: float = 3e-3
+    warmup_steps: int = 0
+    weight_decay: float = 0.1
+    tokenizer: str = "byte"
+    vocab_size: int | None = None
+    max_eval_tokens: int = 1 << 16
+    data: str | None = None
+    requires_data: bool = False
+
+    @property
+    def worst_quality(self) -> float:
+        """The perplexity of a uniform guess over the vocabulary."""
+        return float(self.vocab_size or 256)
+
+    def with_data(self, data: str | None) -> LMProtocol:
+        if data is None and self.data is None and self.requires_data:
+            raise SettingError(
+                "the {0} protocol trains on a real corpus: give one with {1:=}PATH", self.name, Setting("data")
+            )
+        return self if data is None else replace(self, data=data)
+
+    def run(
+        self, genome: Genome, width: int, seed: int, device: torch.device, progress: Progress | None = None
+    ) -> Outcome:
+        if progress:
+            progress(f"{self.steps} steps of {self.batch_size} x {self.seq_len} tokens")
+        task = lm_task(self.data, self.seq_len, self.tokenizer, self.vocab_size, max_eval_tokens=self.max_eval_tokens)
+        torch.manual_seed(seed)
+        model = Backbone(genome, width, task.vocab_size, self.config)
+        config = TrainConfig(
+            lr=self.lr, max_steps=self.steps, batch_size=self.batch_size, seed=seed, eval_batch_size=self.batch_size,
+            warmup_steps=min(self.warmup_steps, self.steps), weight_decay=self.weight_decay, min_lr=self.lr / 10,
+            bf16=device.type == "cuda",
+        )  # fmt: skip
+        result = train(model, task, config, device, on_step=step_reporter(progress, task.name, self.steps))
+        if result.status == Status.DIVERGED:
+            return Outcome(self.worst_quality, {task.name: 0.0}, Status.DIVERGED)
+        perplexity = min(result.metrics["perplexity"], self.worst_quality)
+        metrics = {"perplexity": perplexity, "steps": result.steps}
+        return Outcome(perplexity, {task.name: result.score}, Status.OK, metrics)
+
+    def training(self) -> dict[str, Any]:
+        corpus = self.data or ("a corpus you give (required)" if self.requires_data else "the bundled corpus")
+        vocab = self.vocab_size or 256
+        return {
+            "summary": f"{self.steps} steps of {self.batch_size} x {self.seq_len} tokens ({self.tokenizer}, "
+            f"vocabulary {vocab}) on {corpus}",
+            "steps": self.steps,
+            "batch_size": self.batch_size,
+            "seq_len": self.seq_len,
+            "tokens": self.steps * self.batch_size * self.seq_len,
+            "tokenizer": self.tokenizer,
+            "vocab_size": vocab,
+            "lr": self.lr,
+            "corpus": corpus,
+        }
+
+
+register_protocol(LMProtocol(
+    name="lm-quick", description="byte-level LM on the bundled corpus: 300 steps of 16 x 128 tokens, width 64",
+    width=64, seq_len=128, steps=300, batch_size=16, warmup_steps=30,
+))  # fmt: skip
+register_protocol(LMProtocol(
+    name="lm-tiny", description="byte-level LM on the bundled corpus, 30 steps: for tests",
+    width=32, seq_len=32, steps=30, batch_size=8, warmup_steps=3,
+))  # fmt: skip
+register_protocol(LMProtocol(
+    name="lm-paper",
+    description="the paper's per-candidate budget: 5,000 steps x 64 x 4096 tokens (1.3B), lr 8e-4, 500 warm-up "
+    "steps, BPE 32k; needs a corpus; GPU/cluster scale",
+    width=768, seq_len=4096, steps=5000, batch_size=64, lr=8e-4, warmup_steps=500, tokenizer="bpe",
+    vocab_size=32768, max_eval_tokens=1 << 22, requires_data=True,
+))  # fmt: skip
