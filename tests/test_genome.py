@@ -164,5 +164,5 @@ def test_presets():
         preset("llama")
     with pytest.raises(ValueError, match="even integer"):
         preset("mamba", 5)
-    with pytest.raises(ValueError, match="--depth applies to presets only"):
+    with pytest.raises(ValueError, match="depth applies to presets only"):
         resolve("11111", depth=4)

@@ -393,7 +393,8 @@ def add_evolution_commands(groups) -> None:
     ev.add_argument("--preset", default="demo", choices=list(SEARCH_PRESETS), help="search preset (default demo)")
     ev.add_argument("--config", help="search settings as a JSON file (instead of --preset)")
     names = protocol_names()
-    ev.add_argument("--protocol", choices=names, metavar="NAME", help=f"assessment protocol: {', '.join(names)}")
+    ev.add_argument("--protocol", choices=names, metavar="NAME",
+                    help=f"assessment protocol (starlab protocols lists them): {', '.join(names)}")  # fmt: skip
     ev.add_argument(
         "--protocol-setting",
         type=key_value,

@@ -129,6 +129,13 @@ ALGORITHMIC_PROTOCOLS = {
     "algo-circuit": "circuit-imitation",
 }
 
+#: Seconds per 4-slot transformer++ on 2 threads (``bench/protocols.py``: mod-add run whole, the others
+#: extrapolated from 250 and 500 steps to their budget; other machines up to ~3.5x slower).
+MEASURED_COST_S = {
+    "algo-mod-add": 364.0, "algo-needle": 885.0, "algo-decimal": 751.0, "algo-parentheses": 223.0,
+    "algo-memorization": 209.0, "algo-circuit": 341.0,
+}  # fmt: skip
+
 
 def protocol_for_task(task: str) -> str:
     """The registered protocol of an algorithmic task (``parentheses`` -> ``algo-parentheses``)."""
@@ -141,4 +148,5 @@ def protocol_for_task(task: str) -> str:
 for _name, _task in ALGORITHMIC_PROTOCOLS.items():
     register_protocol(AlgorithmicProtocol(
         name=_name, task=_task, description=f"random-transformer suite: {_task} at the cpu size, all weights trained",
+        cost_s=MEASURED_COST_S[_name],
     ))  # fmt: skip

@@ -89,11 +89,11 @@ class LMProtocol(Protocol):
 
 register_protocol(LMProtocol(
     name="lm-quick", description="byte-level LM on the bundled corpus: 300 steps of 16 x 128 tokens, width 64",
-    width=64, seq_len=128, steps=300, batch_size=16, warmup_steps=30,
+    width=64, seq_len=128, steps=300, batch_size=16, warmup_steps=30, cost_s=13.0,
 ))  # fmt: skip
 register_protocol(LMProtocol(
     name="lm-tiny", description="byte-level LM on the bundled corpus, 30 steps: for tests",
-    width=32, seq_len=32, steps=30, batch_size=8, warmup_steps=3,
+    width=32, seq_len=32, steps=30, batch_size=8, warmup_steps=3, cost_s=0.9,
 ))  # fmt: skip
 register_protocol(LMProtocol(
     name="lm-paper",

@@ -3,7 +3,8 @@
 Every MAD protocol runs the same code — generate each setting's data, train a fresh model per (lr, weight
 decay) pair, keep the best test score per setting, average settings per task and tasks into the MAD score —
 with different numbers. ``paper`` is the paper's protocol (GPU/cluster scale); ``quick``, ``demo`` and ``tiny``
-are scaled for 2 CPU cores (calibration in ``docs/tasks.md``).
+are scaled for 2 CPU cores (calibration in ``docs/tasks.md``). ``cost_s`` values are the means measured by
+``bench/protocols.py`` (transformer++ and striped-mamba, 4 slots, 2 threads; other machines up to ~3.5x slower).
 """
 
 from __future__ import annotations
@@ -179,7 +180,7 @@ register_protocol(MADProtocol(
     name="quick",
     description="all six MAD tasks, one small setting each, one lr/wd: about a minute per 4-slot genome on 2 cores",
     settings=QUICK_SETTINGS, grid=((5e-3, 0.1),), epochs=8, batch_size=64, width=48, warmup_fraction=0.05,
-    task_epochs=(("memorization", 32),),
+    task_epochs=(("memorization", 32),), cost_s=23.0,
 ))  # fmt: skip
 
 register_protocol(MADProtocol(
@@ -191,12 +192,12 @@ register_protocol(MADProtocol(
         QUICK_SETTINGS[5],
     ),
     grid=((5e-3, 0.1),), epochs=5, batch_size=64, width=32, warmup_fraction=0.05, evaluations=2,
-    task_epochs=(("memorization", 16),),
+    task_epochs=(("memorization", 16),), cost_s=4.5,
 ))  # fmt: skip
 
 register_protocol(MADProtocol(
     name="tiny",
     description="in-context recall only, tiny: for tests",
     settings=(_setting("in-context-recall", 1000, 128, vocab_size=8, seq_len=16),),
-    grid=((3e-3, 0.0),), epochs=12, batch_size=32, width=32, warmup_fraction=0.05, evaluations=3,
+    grid=((3e-3, 0.0),), epochs=12, batch_size=32, width=32, warmup_fraction=0.05, evaluations=3, cost_s=2.0,
 ))  # fmt: skip

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from starlab.errors import Setting, SettingError
 from starlab.genome.genome import Genome
 from starlab.liv.pool import get_class
 
@@ -72,5 +73,5 @@ def resolve(text: str, depth: int | None = None, repair: bool = False) -> Genome
             raise ValueError(f"genome file {stripped} does not exist")
         return Genome.from_json(path.read_text(), repair=repair)
     if depth is not None:
-        raise ValueError("--depth applies to presets only; a genome's text fixes its depth")
+        raise SettingError("{0} applies to presets only; a genome's text fixes its depth", Setting("depth"))
     return Genome.parse(stripped, repair=repair)
