@@ -200,8 +200,14 @@ def test_evolve_errors_are_one_line(tmp_path, capsys):
         (["evolve", "--resume", str(tmp_path / "nothing")], "no starlab run in"),
         (["evolve", "--out", str(tmp_path / "x"), "--objectives", "speed"], "objectives must be distinct names"),
         (["evolve", "--out", str(tmp_path / "y"), "--preset", "paper-125m"], "give one with --data PATH"),
+        (
+            ["evolve", "--out", str(tmp_path / "w"), "--preset", "paper-125m", "--data", str(tmp_path / "nonexistent")],
+            "nonexistent: no such file or directory",
+        ),
+        (["lm", "mamba", "--data", str(tmp_path / "nonexistent")], "nonexistent: no such file or directory"),
         (["evolve", "--out", str(tmp_path / "z"), "--protocol-setting", "colour=red"], "has no setting 'colour'"),
         (["report", str(tmp_path / "nothing")], "no starlab run in"),
     ]:
         code, _, err = run_cli(capsys, *argv)
         assert code == 2 and message in err and err.count("\n") == 1, (argv, err)
+    assert not (tmp_path / "w").exists()  # checked before the run directory is created

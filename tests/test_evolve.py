@@ -310,6 +310,9 @@ def test_bad_run_directories_and_configs_are_one_line_errors(tmp_path):
         ({"protocol": "nope"}, "unknown protocol 'nope'"),
         ({"population": 2}, "population = 2 must be an integer >= 4"),
         ({"top_k": 2}, "top_k needs expensive_protocol"),
+        ({"seeds": "zzz"}, "zzz"),
+        ({"seeds": ("transformer++",), "depth": 3}, "preset depth must be an even integer"),
+        ({"seeds": ("11111-91111",), "depth": 3}, "seed genome 11111-91111 has 2 slots; this search uses depth 3"),
     ]:
         with pytest.raises(ValueError, match=message):
             SearchConfig(**{"protocol": "synthetic", **bad})
@@ -349,3 +352,77 @@ def test_every_operator_returns_valid_genomes():
     for vector in [*children.get("X"), *mutants.get("X")]:
         genome = Genome.from_slots(vector.reshape(6, 5).tolist())  # strict parsing: raises if invalid
         assert genome.validate() is genome
+
+
+# ---- failing loudly: committed one by one, all-failed generations, NaN qualities --------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
+class CountingStored(SyntheticProtocol):
+    """Records how many evaluations the run's store held when each assessment started."""
+
+    store: str = ""
+
+    def run(self, *args):
+        with sqlite3.connect(self.store) as db:
+            stored = db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
+        return dataclasses.replace(super().run(*args), metrics={"stored_before": stored})
+
+
+def test_the_local_executor_commits_each_evaluation_before_running_the_next(tmp_path, registered):
+    registered(CountingStored(name="synthetic-counting", store=str(tmp_path / "run" / "run.sqlite")))
+    run_search(tmp_path / "run", protocol="synthetic-counting", population=6, generations=1)
+    with RunStore(tmp_path / "run") as store:
+        seen = [e.metrics["stored_before"] for e in store.evaluations()]
+    assert seen == list(range(len(seen))) and len(seen) >= 8  # every earlier evaluation was already stored
+
+
+class Broken(SyntheticProtocol):
+    def run(self, genome, *args):
+        if self.name == "synthetic-broken" or genome.slots[0].cls == 1:
+            raise RuntimeError(f"boom on {genome.text()}")
+        return super().run(genome, *args)
+
+
+def test_a_generation_that_fails_entirely_stops_the_search_with_the_first_error(tmp_path, registered, capsys):
+    from starlab.cli import main
+    from starlab.evolve.search import SearchFailed
+
+    registered(Broken(name="synthetic-broken"))
+    with pytest.raises(SearchFailed, match=r"every evaluation of generation 0 failed \(8 of 8\); the first: "
+                                           r"RuntimeError: boom on"):  # fmt: skip
+        run_search(tmp_path / "run", protocol="synthetic-broken")
+    with RunStore(tmp_path / "run") as store:  # the failures are kept, with their errors
+        assert [e.status for e in store.evaluations()] == ["failed"] * 8
+    code = main(["evolve", "--out", str(tmp_path / "cli"), "--protocol", "synthetic-broken", "--population", "4"])
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]  # above it only the progress bar's final state
+    assert code == 2 and "Traceback" not in err and err.count("starlab: error") == 1
+    assert last.startswith("starlab: error: every evaluation of generation 0 failed (4 of 4); the first: RuntimeError")
+
+
+def test_partial_failures_are_counted_and_the_search_goes_on(tmp_path, registered):
+    registered(Broken(name="synthetic-sometimes"))  # fails only for genomes that start with SA-1
+    summary = run_search(tmp_path / "run", protocol="synthetic-sometimes", seeds=("11111-91111-11111",))
+    with RunStore(tmp_path / "run") as store:
+        failed = [e for e in store.evaluations() if e.status == "failed"]
+    assert summary.generations == 4 and summary.failed == len(failed) >= 1
+    assert all(e.quality == 1.0 and "boom" in e.metrics["error"] for e in failed)
+
+
+class NotANumber(SyntheticProtocol):
+    def run(self, *args):
+        return dataclasses.replace(super().run(*args), quality=float("nan"))
+
+
+def test_a_nan_quality_is_stored_as_diverged_and_never_rerun(tmp_path, registered):
+    registered(NotANumber(name="synthetic-nan"))
+    first = run_search(tmp_path / "run", protocol="synthetic-nan", generations=1)
+    with RunStore(tmp_path / "run") as store:
+        evaluations = store.evaluations()
+    assert len(evaluations) == first.evaluations == first.new_evaluations >= 8
+    assert all(e.status == "diverged" and e.quality == 1.0 and e.metrics["reported_quality"] == "nan"
+               for e in evaluations)  # fmt: skip
+    search = Search(tmp_path / "run", make_executor("local"), resume=True)
+    assert search.run().new_evaluations == 0
+    search.close()

@@ -273,7 +273,8 @@ def evolve(args: argparse.Namespace) -> None:
     rows = [{"rank": r, "genome": m["genome"], **{o: m[o] for o in objectives}} for r, m in enumerate(
         sorted(summary.front, key=lambda m: m[objectives[0]]), start=1)]  # fmt: skip
     print_table(f"final front ({', '.join(objectives)}; sizes relative to all-SA-1)", rows, list(rows[0]))
-    print(f"{summary.evaluations} evaluations ({summary.new_evaluations} run now) in {summary.seconds:.0f} s; "
+    failed = f", {summary.failed} failed" if summary.failed else ""
+    print(f"{summary.evaluations} evaluations ({summary.new_evaluations} run now{failed}) in {summary.seconds:.0f} s; "
           f"hypervolume {summary.hypervolume:.4f}; run directory {summary.directory}")  # fmt: skip
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import time
@@ -9,10 +10,19 @@ import time
 import torch
 
 from starlab.assess.objectives import genome_sizes
-from starlab.assess.protocol import Progress, Protocol, get_protocol
+from starlab.assess.protocol import Outcome, Progress, Protocol, get_protocol
 from starlab.assess.record import Evaluation
 from starlab.genome import Genome
 from starlab.liv import check_width
+from starlab.status import Status
+
+
+def finite(outcome: Outcome, protocol: Protocol) -> Outcome:
+    """A NaN or infinite quality is a diverged evaluation with the worst quality (never a number to rank)."""
+    if math.isfinite(outcome.quality):
+        return outcome
+    metrics = {**outcome.metrics, "reported_quality": repr(outcome.quality)}
+    return Outcome(protocol.worst_quality, outcome.scores, Status.DIVERGED, metrics)
 
 
 def assess(
@@ -33,7 +43,7 @@ def assess(
     protocol = protocol.with_data(data)
     width = check_width(width or protocol.width)  # type: ignore[attr-defined]
     start = time.perf_counter()
-    outcome = protocol.run(genome, width, seed, torch.device(device), progress)
+    outcome = finite(protocol.run(genome, width, seed, torch.device(device), progress), protocol)
     sizes = genome_sizes(genome, width, protocol.config)
     return Evaluation(
         genome=genome.canonical().text(),

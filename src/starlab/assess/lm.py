@@ -12,7 +12,7 @@ from starlab.errors import Setting, SettingError
 from starlab.genome import Genome
 from starlab.model import Backbone
 from starlab.status import Status
-from starlab.tasks.lm import lm_task
+from starlab.tasks.lm import lm_task, open_corpus
 from starlab.train import TrainConfig, train
 
 
@@ -48,7 +48,10 @@ class LMProtocol(Protocol):
             raise SettingError(
                 "the {0} protocol trains on a real corpus: give one with {1:=}PATH", self.name, Setting("data")
             )
-        return self if data is None else replace(self, data=data)
+        if data is None:
+            return self
+        open_corpus(data)  # a missing path or unknown format fails now, before any training or run directory
+        return replace(self, data=data)
 
     def run(
         self, genome: Genome, width: int, seed: int, device: torch.device, progress: Progress | None = None

@@ -5,6 +5,7 @@ SQLite file, and read back unchanged."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,8 @@ class Evaluation:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", Status.parse(self.status))
+        if not math.isfinite(self.quality):  # SQLite would store NULL and the row would be lost
+            raise ValueError(f"evaluation of {self.genome} has quality {self.quality!r}; it must be finite")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON-ready): what crosses process boundaries."""

@@ -42,6 +42,7 @@ from starlab.evolve.executors import EvalJob, Executor
 from starlab.evolve.presets import search_preset
 from starlab.evolve.problem import GenomeProblem
 from starlab.genome import PRESETS, Genome, resolve
+from starlab.status import Status
 from starlab.store import Generation, RunStore, StoreError
 
 
@@ -95,12 +96,21 @@ class SearchConfig:
             raise ValueError("search setting top_k needs expensive_protocol (the protocol for the top-k)")
         object.__setattr__(self, "protocol_settings", dict(self.protocol_settings))
         self.search_protocol()
+        self.seed_genomes()
         if self.expensive_protocol is not None:
             get_protocol(self.expensive_protocol).with_data(self.data)
 
     def search_protocol(self) -> Protocol:
         """The protocol every candidate is assessed with: the named one, with this search's settings and data."""
         return get_protocol(self.protocol).with_settings(**self.protocol_settings).with_data(self.data)
+
+    def seed_genomes(self) -> list[Genome]:
+        """The initial population's seeds as genomes (presets at the search depth), checked before any work."""
+        genomes = [resolve(text, self.depth if text.strip().lower() in PRESETS else None) for text in self.seeds]
+        for text, genome in zip(self.seeds, genomes, strict=True):
+            if len(genome) != self.depth:
+                raise ValueError(f"seed genome {text} has {len(genome)} slots; this search uses depth {self.depth}")
+        return genomes
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -136,6 +146,10 @@ def _given(overrides: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in overrides.items() if v is not None}
 
 
+class SearchFailed(ValueError):
+    """The search cannot produce anything meaningful (every evaluation of a generation failed)."""
+
+
 class Reporter(TypingProtocol):
     """Receives progress events (the CLI shows them with rich; tests pass nothing)."""
 
@@ -155,6 +169,7 @@ class SearchSummary:
     seconds: float
     front: list[dict] = field(default_factory=list)
     hypervolume: float = 0.0
+    failed: int = 0  # stored evaluations of the search protocol whose status is 'failed'
 
 
 class Search:
@@ -192,33 +207,41 @@ class Search:
     def evaluate(self, genomes: Sequence[Genome], protocol: str) -> list[Evaluation]:
         """Evaluations for ``genomes`` under ``protocol``: from the store, or run (in parallel) and stored."""
         results: list[Evaluation | None] = [None] * len(genomes)
-        futures: dict[Future, list[int]] = {}
-        submitted: dict[str, Future] = {}
+        pending: dict[Future, list[int]] = {}
         for index, genome in enumerate(genomes):
             stored = self.store.get_evaluation(genome.hash(), protocol, self.config.seed)
             if stored is not None:
                 results[index] = stored
                 if self.reporter:
                     self.reporter.evaluated(stored, replayed=True)
-            elif genome.hash() in submitted:
-                futures[submitted[genome.hash()]].append(index)
-            else:
-                settings = self.config.protocol_settings if protocol == self.config.protocol else {}
-                job = EvalJob(
-                    genome.canonical().text(), protocol, self.config.seed, self.width, self.device, self.config.data,
-                    settings,
-                )  # fmt: skip
-                future = self.executor.submit(job)
-                submitted[genome.hash()], futures[future] = future, [index]
-        for future in as_completed(futures):
-            evaluation = self._finished(genomes[futures[future][0]], protocol, future)
-            self.store.add_evaluation(evaluation)
-            self.new_evaluations += 1
-            for index in futures[future]:
-                results[index] = evaluation
-            if self.reporter:
-                self.reporter.evaluated(evaluation, replayed=False)
+                continue
+            running = next((f for f, ix in pending.items() if genomes[ix[0]].hash() == genome.hash()), None)
+            if running is not None:
+                pending[running].append(index)
+                continue
+            future = self.executor.submit(self._job(genome, protocol))
+            pending[future] = [index]
+            if future.done():  # the local executor runs the job inside submit: store it before the next one
+                self._store(genomes, protocol, future, pending.pop(future), results)
+        for future in as_completed(pending):
+            self._store(genomes, protocol, future, pending[future], results)
         return results  # type: ignore[return-value]
+
+    def _job(self, genome: Genome, protocol: str) -> EvalJob:
+        settings = self.config.protocol_settings if protocol == self.config.protocol else {}
+        return EvalJob(
+            genome.canonical().text(), protocol, self.config.seed, self.width, self.device, self.config.data, settings
+        )
+
+    def _store(self, genomes, protocol: str, future: Future, indices: list[int], results: list) -> None:
+        """Commit a finished future's evaluation (the moment it is handed over) and fill in its slots."""
+        evaluation = self._finished(genomes[indices[0]], protocol, future)
+        self.store.add_evaluation(evaluation)
+        self.new_evaluations += 1
+        for index in indices:
+            results[index] = evaluation
+        if self.reporter:
+            self.reporter.evaluated(evaluation, replayed=False)
 
     def _finished(self, genome: Genome, protocol: str, future: Future) -> Evaluation:
         """A finished future's evaluation; an exception becomes a 'failed' one with the worst quality."""
@@ -244,9 +267,8 @@ class Search:
     # ---- the loop ------------------------------------------------------------------------------------
     def run(self) -> SearchSummary:
         start, config = time.perf_counter(), self.config
-        seeds = [resolve(text, config.depth if text.strip().lower() in PRESETS else None) for text in config.seeds]
         algorithm = make_algorithm(
-            config.algorithm, self.problem, config.population, seeds, config.mutation_prob,
+            config.algorithm, self.problem, config.population, config.seed_genomes(), config.mutation_prob,
             config.crossover_at_slots, config.elites, config.weights,
         )  # fmt: skip
         algorithm.setup(self.problem, termination=NoTermination(), seed=config.seed)
@@ -258,15 +280,27 @@ class Search:
             if pop is None or len(pop) == 0:  # nothing new could be bred: the search has converged
                 break
             Evaluator().eval(self.problem, pop)
+            self._check_not_all_failed(generation, pop)
             algorithm.tell(infills=pop)
             record = self._record_generation(generation, algorithm.pop)
             if config.max_evaluations and self.store.count_evaluations() >= config.max_evaluations:
                 break
         self.store.set_meta("finished", True)
+        failed = sum(e.status == Status.FAILED for e in self.store.evaluations(config.protocol))
         return SearchSummary(
             self.store.directory, record.generation, self.store.count_evaluations(), self.new_evaluations,
-            time.perf_counter() - start, record.front_members, record.hypervolume or 0.0,
+            time.perf_counter() - start, record.front_members, record.hypervolume or 0.0, failed,
         )  # fmt: skip
+
+    def _check_not_all_failed(self, generation: int, pop) -> None:
+        """A generation in which every candidate failed means the setup is broken, not the architectures."""
+        genomes = [self.problem.decode(x) for x in pop.get("X")]
+        evaluations = [self.store.get_evaluation(g.hash(), self.config.protocol, self.config.seed) for g in genomes]
+        if evaluations and all(e is not None and e.status == Status.FAILED for e in evaluations):
+            raise SearchFailed(
+                f"every evaluation of generation {generation} failed ({len(evaluations)} of {len(evaluations)}); "
+                f"the first: {evaluations[0].metrics.get('error', 'no error recorded')}"
+            )
 
     def _record_generation(self, generation: int, pop) -> Generation:
         """Store the surviving population with its objective values, Pareto front and hypervolume."""
