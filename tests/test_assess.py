@@ -189,6 +189,12 @@ def test_evolve_report_export_load(tmp_path, capsys):
     assert model(torch.zeros(1, 4, dtype=torch.long)).shape == (1, 4, 256)
     code, _, err = run_cli(capsys, "export", str(run), "--rank", "99", "--out", str(tmp_path / "m2"))
     assert code == 2 and "--rank must be in 1.." in err
+    exported = (tmp_path / "model" / "config.json").read_bytes()
+    code, _, err = run_cli(capsys, "export", str(run), "--rank", "2", "--out", str(tmp_path / "model"))
+    assert code == 2 and "already holds an exported model; choose another --out or pass --force" in err
+    assert (tmp_path / "model" / "config.json").read_bytes() == exported  # nothing overwritten
+    code, _, _ = run_cli(capsys, "export", str(run), "--rank", "2", "--out", str(tmp_path / "model"), "--force")
+    assert code == 0 and (tmp_path / "model" / "config.json").read_bytes() != exported
 
 
 def test_evolve_errors_are_one_line(tmp_path, capsys):

@@ -426,3 +426,45 @@ def test_a_nan_quality_is_stored_as_diverged_and_never_rerun(tmp_path, registere
     search = Search(tmp_path / "run", make_executor("local"), resume=True)
     assert search.run().new_evaluations == 0
     search.close()
+
+
+def test_a_sqlite_file_that_is_not_a_starlab_store_is_refused_untouched(tmp_path):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    with sqlite3.connect(foreign / "run.sqlite") as db:
+        db.execute("CREATE TABLE users (name TEXT)")
+    before = (foreign / "run.sqlite").read_bytes()
+    for resume in (True, False):
+        config = None if resume else SearchConfig(protocol="synthetic", depth=3)
+        with pytest.raises(StoreError, match=r"is not a starlab run store .*left untouched"):
+            Search(foreign, make_executor("local"), config, resume=resume)
+    assert (foreign / "run.sqlite").read_bytes() == before and sorted(p.name for p in foreign.iterdir()) == [
+        "run.sqlite"
+    ]
+
+
+def test_a_run_being_run_refuses_a_second_writer_until_it_is_closed(tmp_path):
+    run_search(tmp_path / "run", generations=1)
+    first = Search(tmp_path / "run", make_executor("local"), resume=True)
+    with pytest.raises(StoreError, match=rf"being run by another starlab process \(pid {os.getpid()}\)"):
+        Search(tmp_path / "run", make_executor("local"), resume=True)
+    script = "import sys; from starlab.evolve import Search, make_executor; "
+    script += "Search(sys.argv[1], make_executor('local'), resume=True)"
+    other = subprocess.run([sys.executable, "-c", script, str(tmp_path / "run")], capture_output=True, text=True)
+    assert other.returncode != 0 and "being run by another starlab process" in other.stderr
+    first.close()
+    second = Search(tmp_path / "run", make_executor("local"), resume=True)  # the lock is free again
+    assert second.run().new_evaluations == 0
+    second.close()
+
+
+def test_resuming_names_the_flags_it_ignores(tmp_path, capsys):
+    from starlab.cli import main
+
+    run_search(tmp_path / "run", generations=1)
+    before = final_population(tmp_path / "run")
+    code = main(["evolve", "--resume", str(tmp_path / "run"), "--population", "99", "--seed", "0", "--depth", "3"])
+    err = capsys.readouterr().err
+    assert code == 0 and "ignoring --population 99 (the run's: 8)" in err
+    assert "--seed" not in err and "--depth" not in err  # equal to the stored settings: nothing ignored
+    assert final_population(tmp_path / "run") == before

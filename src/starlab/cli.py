@@ -245,14 +245,14 @@ def evolve(args: argparse.Namespace) -> None:
     from starlab.evolve import Search, SearchConfig, make_executor
 
     config = None
+    overrides = {
+        "protocol": args.protocol, "algorithm": args.algorithm, "population": args.population,
+        "generations": args.generations, "depth": args.depth, "width": args.width, "seed": args.seed,
+        "top_k": args.top_k, "expensive_protocol": args.expensive_protocol, "data": args.data,
+        "objectives": args.objectives, "seeds": args.seeds,
+        "protocol_settings": dict(args.protocol_setting) if args.protocol_setting else None,
+    }  # fmt: skip
     if not args.resume:
-        overrides = {
-            "protocol": args.protocol, "algorithm": args.algorithm, "population": args.population,
-            "generations": args.generations, "depth": args.depth, "width": args.width, "seed": args.seed,
-            "top_k": args.top_k, "expensive_protocol": args.expensive_protocol, "data": args.data,
-            "objectives": args.objectives, "seeds": args.seeds,
-            "protocol_settings": dict(args.protocol_setting) if args.protocol_setting else None,
-        }  # fmt: skip
         if args.config:
             config = SearchConfig.from_file(args.config, **overrides)
         else:
@@ -262,6 +262,8 @@ def evolve(args: argparse.Namespace) -> None:
     try:
         search = Search(args.resume or args.out, executor, config, resume=bool(args.resume), reporter=progress,
                         device=args.device)  # fmt: skip
+        if args.resume:
+            _say_ignored(search.config.conflicts(**overrides))
         try:
             summary = search.run()
         finally:
@@ -278,6 +280,15 @@ def evolve(args: argparse.Namespace) -> None:
           f"hypervolume {summary.hypervolume:.4f}; run directory {summary.directory}")  # fmt: skip
 
 
+def _say_ignored(conflicts: dict) -> None:
+    """One line on stderr naming the flags a resumed run ignores (it runs its stored settings)."""
+    if conflicts:
+        ignored = "; ".join(
+            f"{flag(k, True)}{given!r} (the run's: {stored!r})" for k, (given, stored) in conflicts.items()
+        )
+        print(f"starlab: note: resuming with the run's stored settings, ignoring {ignored}", file=sys.stderr)
+
+
 def report(args: argparse.Namespace) -> None:
     from starlab.report.report import write_report
 
@@ -288,7 +299,9 @@ def export(args: argparse.Namespace) -> None:
     """Export the rank-R genome of a run's final front as config.json + model.safetensors."""
     from starlab.evolve.export import export_from_run
 
-    path = export_from_run(args.directory, args.rank, args.out, args.vocab, args.train_steps, args.data, args.seed)
+    path = export_from_run(
+        args.directory, args.rank, args.out, args.vocab, args.train_steps, args.data, args.seed, force=args.force
+    )
     print(path)
 
 
@@ -435,6 +448,7 @@ def add_evolution_commands(groups) -> None:
     exp.add_argument("--train-steps", type=int, default=0, help="train as a byte-level LM first (0: initial weights)")
     exp.add_argument("--data", help="corpus for --train-steps (default: bundled corpus)")
     exp.add_argument("--seed", type=int, default=0)
+    exp.add_argument("--force", action="store_true", help="overwrite a model already exported to --out")
     exp.set_defaults(handler=export)
 
 

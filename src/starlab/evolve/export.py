@@ -11,7 +11,7 @@ from starlab.errors import Setting, SettingError
 from starlab.genome import Genome
 from starlab.liv import LIVConfig
 from starlab.model import Backbone
-from starlab.model.checkpoint import save
+from starlab.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, save
 from starlab.store import load_run
 from starlab.tasks.lm import lm_task
 from starlab.train import TrainConfig, train
@@ -25,6 +25,7 @@ def export_from_run(
     train_steps: int = 0,
     data: str | None = None,
     seed: int = 0,
+    force: bool = False,
 ) -> Path:
     """Write ``config.json`` + ``model.safetensors`` for the ``rank``-th genome of the final front.
 
@@ -32,6 +33,9 @@ def export_from_run(
     first trained as a byte-level language model (on ``data`` or the bundled corpus), otherwise the weights
     are its seeded initialisation. The config records the genome, its run objectives and where it came from.
     """
+    if not force and any((Path(out) / name).exists() for name in (CONFIG_FILE, WEIGHTS_FILE)):
+        template = "{0} already holds an exported model; choose another {1} or pass {2} to overwrite it"
+        raise SettingError(template, out, Setting("out"), Setting("force"))
     run = load_run(directory)
     front = run.front
     if not 1 <= rank <= len(front):

@@ -12,10 +12,12 @@ and no finished evaluation is lost or run twice.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, as_completed
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -43,7 +45,7 @@ from starlab.evolve.presets import search_preset
 from starlab.evolve.problem import GenomeProblem
 from starlab.genome import PRESETS, Genome, resolve
 from starlab.status import Status
-from starlab.store import Generation, RunStore, StoreError
+from starlab.store import Generation, RunLock, RunStore, StoreError
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,15 @@ class SearchConfig:
             if len(genome) != self.depth:
                 raise ValueError(f"seed genome {text} has {len(genome)} slots; this search uses depth {self.depth}")
         return genomes
+
+    def conflicts(self, **overrides: Any) -> dict[str, tuple[Any, Any]]:
+        """The given settings (``None``: not given) that differ from this config: name -> (given, this one's).
+
+        Resuming runs the stored config; the CLI uses this to say which of its flags it ignores.
+        """
+        given = _given(overrides)
+        changed = dataclasses.replace(self, **given) if given else self
+        return {k: (getattr(changed, k), getattr(self, k)) for k in given if getattr(changed, k) != getattr(self, k)}
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -184,24 +195,33 @@ class Search:
         reporter: Reporter | None = None,
         device: str = "cpu",
     ) -> None:
-        self.store = RunStore(directory, create=not resume)
-        stored = self.store.get_meta("config")
-        if resume:
-            if stored is None:
-                raise StoreError("run store in {0} has no search config; it is not a starlab search", directory)
-            config = SearchConfig.from_json(stored)
-        elif stored is not None:
-            raise StoreError(
-                "{0} already holds a run; use {1:=}{0} or another {2}", directory, Setting("resume"), Setting("out")
-            )
-        else:
-            self.store.set_meta("config", config.to_json())
+        with ExitStack() as undo:  # a refused run leaves the store closed and the lock free
+            self.store = RunStore(directory, create=not resume)
+            undo.callback(self.store.close)
+            self.lock = RunLock(directory)
+            undo.callback(self.lock.release)
+            config = self._run_config(directory, config, resume)
+            undo.pop_all()
         self.config, self.executor, self.reporter, self.device = config, executor, reporter, device
         self.protocol = config.search_protocol()
         self.width = config.width or self.protocol.width
         self.objectives = Objectives(config.objectives, self.protocol, config.depth, self.width)
         self.problem = GenomeProblem(config.depth, self.objectives, self.assess_genomes)
         self.new_evaluations = 0
+
+    def _run_config(self, directory: str | Path, config: SearchConfig | None, resume: bool) -> SearchConfig:
+        """The stored config when resuming; otherwise ``config``, stored (a directory holding a run is refused)."""
+        stored = self.store.get_meta("config")
+        if resume:
+            if stored is None:
+                raise StoreError("run store in {0} has no search config; it is not a starlab search", directory)
+            return SearchConfig.from_json(stored)
+        if stored is not None:
+            raise StoreError(
+                "{0} already holds a run; use {1:=}{0} or another {2}", directory, Setting("resume"), Setting("out")
+            )
+        self.store.set_meta("config", config.to_json())
+        return config
 
     # ---- evaluation ----------------------------------------------------------------------------------
     def evaluate(self, genomes: Sequence[Genome], protocol: str) -> list[Evaluation]:
@@ -322,3 +342,4 @@ class Search:
 
     def close(self) -> None:
         self.store.close()
+        self.lock.release()

@@ -81,26 +81,19 @@ class RunStore:
         self.path = self.directory / STORE_FILE
         if not create and not self.path.is_file():
             raise StoreError("no starlab run in {0} (missing {1})", self.directory, STORE_FILE)
+        exists = self.path.is_file()
+        if exists:
+            _check_is_a_starlab_store(self.path)  # read-only: a foreign or old file is refused untouched
         self.directory.mkdir(parents=True, exist_ok=True)
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
-            version = self.get_meta("schema_version") if self._has_meta() else None
-            if version is None:
+            if not exists:
                 self.db.executescript(SCHEMA)
                 self.set_meta("schema_version", SCHEMA_VERSION)
         except sqlite3.DatabaseError as error:
             raise StoreError("run store {0} is unreadable or corrupt: {1}", self.path, error) from None
-        if version is not None and version != SCHEMA_VERSION:
-            self.db.close()
-            raise StoreError(
-                "run store {0} has schema {1}; this starlab reads schema {2} (the run was written by another "
-                "version of starlab)", self.path, version, SCHEMA_VERSION,
-            )  # fmt: skip
-
-    def _has_meta(self) -> bool:
-        return self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone() is not None
 
     def __enter__(self) -> RunStore:
         return self
@@ -159,6 +152,28 @@ class RunStore:
     def generations(self) -> list[Generation]:
         rows = self.db.execute("SELECT generation, population, front, hypervolume FROM generations ORDER BY generation")
         return [Generation(g, json.loads(p), json.loads(f), hv) for g, p, f, hv in rows.fetchall()]
+
+
+def _check_is_a_starlab_store(path: Path) -> None:
+    """Refuse, without writing a byte, a file that is not a run store of this schema."""
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            row = (
+                db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                if "meta" in tables
+                else None
+            )
+    except sqlite3.DatabaseError as error:
+        raise StoreError("run store {0} is unreadable or corrupt: {1}", path, error) from None
+    if row is None:
+        raise StoreError("{0} is not a starlab run store (no schema version); it was left untouched", path)
+    version = json.loads(row[0])
+    if version != SCHEMA_VERSION:
+        raise StoreError(
+            "run store {0} has schema {1}; this starlab reads schema {2} (the run was written by another "
+            "version of starlab)", path, version, SCHEMA_VERSION,
+        )  # fmt: skip
 
 
 def _evaluation(row: tuple) -> Evaluation:

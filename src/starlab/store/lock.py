@@ -1,0 +1,48 @@
+"""One writer per run directory: an advisory lock held while a search runs.
+
+Two ``starlab evolve --resume DIR`` at once would both run all remaining work. The search takes an exclusive
+``flock`` on ``DIR/run.lock`` for its lifetime; a second one is refused with the holder's pid. The kernel
+releases the lock when its process ends, however it ends (SIGKILL included), so a lock is never stale: the
+pid written in the file is only there to name the holder. Readers (``report``, ``export``) take no lock.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from starlab.store.sqlite import StoreError
+
+LOCK_FILE = "run.lock"
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; a run there is not protected against a second writer
+    fcntl = None
+
+
+class RunLock:
+    """Hold the run directory's lock until :meth:`release` (or the process ends)."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.path = Path(directory) / LOCK_FILE
+        self.file = open(self.path, "a+")  # noqa: SIM115 (held open for the lock's lifetime)
+        if fcntl is not None:
+            try:
+                fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self.file.seek(0)
+                holder = self.file.read().strip() or "unknown"
+                self.file.close()
+                raise StoreError(
+                    "run {0} is being run by another starlab process (pid {1}); wait for it or stop it first",
+                    Path(directory), holder,
+                ) from None  # fmt: skip
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(str(os.getpid()))
+        self.file.flush()
+
+    def release(self) -> None:
+        if not self.file.closed:
+            self.file.close()  # closing the descriptor releases the flock
