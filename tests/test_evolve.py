@@ -468,3 +468,37 @@ def test_resuming_names_the_flags_it_ignores(tmp_path, capsys):
     assert code == 0 and "ignoring --population 99 (the run's: 8)" in err
     assert "--seed" not in err and "--depth" not in err  # equal to the stored settings: nothing ignored
     assert final_population(tmp_path / "run") == before
+
+
+@pytest.mark.parametrize("executor", ["local", "process"])
+def test_ctrl_c_stops_in_one_line_and_leaves_a_consistent_store(tmp_path, executor):
+    """SIGINT to the whole process group, as a terminal's Ctrl-C sends it (workers included). Resuming an
+    interrupted run is the SIGKILL test's subject; here the store must be intact and the run unfinished."""
+    run = tmp_path / "run"
+    argv = [sys.executable, "-m", "starlab.cli", "evolve", "--protocol", "tiny", "--population", "4",
+            "--generations", "0", "--depth", "2", "--executor", executor, "--workers", "2"]  # fmt: skip
+    victim = subprocess.Popen([*argv, "--out", str(run)], stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not _stored(run):
+        time.sleep(0.05)
+    os.killpg(victim.pid, signal.SIGINT)
+    interrupted = time.time()
+    _, err = victim.communicate(timeout=30)
+    assert time.time() - interrupted < 10 and victim.returncode == 130
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == (
+        f"starlab: interrupted; resume with `starlab evolve --resume {run}`"
+    )
+    with sqlite3.connect(run / "run.sqlite") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    with RunStore(run) as store:
+        evaluations = store.evaluations()  # every stored row reads back as a valid record
+        assert 1 <= len(evaluations) < 4 and not store.get_meta("finished")
+        assert all(e.status == "ok" for e in evaluations)  # nothing stored as failed because it was stopped
+
+
+def _stored(run) -> int:
+    try:
+        with sqlite3.connect(f"file:{run / 'run.sqlite'}?mode=ro", uri=True) as db:
+            return db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
+    except sqlite3.Error:
+        return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -266,6 +267,8 @@ def evolve(args: argparse.Namespace) -> None:
             _say_ignored(search.config.conflicts(**overrides))
         try:
             summary = search.run()
+        except KeyboardInterrupt:
+            raise Interrupted(f"resume with `starlab evolve --resume {search.store.directory}`") from None
         finally:
             search.close()
     finally:
@@ -457,16 +460,31 @@ def flag(name: str, before_value: bool) -> str:
     return f"--{name.replace('_', '-')}" + (" " if before_value else "")
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM, with what the user can do next."""
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     runtime.configure()
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's SIGTERM stops like Ctrl-C
     try:
         args.handler(args)
+    except KeyboardInterrupt as interrupt:
+        hint = f"; {interrupt}" if isinstance(interrupt, Interrupted) else ""
+        print(f"starlab: interrupted{hint}", file=sys.stderr)
+        return 130
     except ValueError as error:
         message = error.render(flag) if isinstance(error, SettingError) else str(error)
         print(f"starlab: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 

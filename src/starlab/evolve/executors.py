@@ -11,6 +11,7 @@ A job is plain data (:class:`EvalJob`) and its result an :class:`~starlab.assess
 
 from __future__ import annotations
 
+import signal
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -75,12 +76,13 @@ class ProcessExecutor:
 
     def __init__(self, workers: int, threads: int | None = 1, max_retries: int = 2) -> None:
         self.workers, self.threads, self.max_retries = workers, threads, max_retries
+        self.closing = False  # once closing, a broken pool is the executor stopping its workers: no retries
         self.lock = threading.Lock()
         self.pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
-            self.workers, mp_context=get_context("spawn"), initializer=runtime.configure, initargs=(self.threads,)
+            self.workers, mp_context=get_context("spawn"), initializer=_start_worker, initargs=(self.threads,)
         )
 
     def _replace_broken(self, broken: ProcessPoolExecutor) -> None:
@@ -97,7 +99,7 @@ class ProcessExecutor:
         pool = self.pool
 
         def relay(inner: Future) -> None:
-            if isinstance(inner.exception(), BrokenProcessPool) and retries_left > 0:
+            if isinstance(inner.exception(), BrokenProcessPool) and retries_left > 0 and not self.closing:
                 self._replace_broken(pool)
                 self._submit_into(job, outer, retries_left - 1)
             else:
@@ -113,7 +115,22 @@ class ProcessExecutor:
             self._submit_into(job, outer, retries_left - 1)
 
     def close(self) -> None:
-        self.pool.shutdown(cancel_futures=True)
+        """Cancel queued jobs and stop the workers now: running evaluations are abandoned (the store keeps
+        everything that was handed over), so an interrupted search exits in seconds, not after its jobs."""
+        self.closing = True
+        processes = list(self.pool._processes.values())  # no public way to stop the workers before Python 3.14
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join()
+
+
+def _start_worker(threads: int | None) -> None:
+    """A pool worker leaves Ctrl-C to its parent, which stops it: an evaluation cut short by the signal must
+    never travel back as a 'failed' result the search would store."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    runtime.configure(threads)
 
 
 def _copy_outcome(source: Future, target: Future) -> None:
