@@ -211,6 +211,8 @@ def test_evolve_errors_are_one_line(tmp_path, capsys):
             "nonexistent: no such file or directory",
         ),
         (["lm", "mamba", "--data", str(tmp_path / "nonexistent")], "nonexistent: no such file or directory"),
+        (["evolve", "--out", str(tmp_path / "w"), "--protocol", "synthetic", "--width", "7"], "multiple of 8, got 7"),
+        (["evolve", "--out", str(tmp_path / "w"), "--protocol", "synthetic", "--seed", "-1"], "non-negative integer"),
         (["evolve", "--out", str(tmp_path / "z"), "--protocol-setting", "colour=red"], "has no setting 'colour'"),
         (["report", str(tmp_path / "nothing")], "no starlab run in"),
     ]:

@@ -311,6 +311,12 @@ def test_bad_run_directories_and_configs_are_one_line_errors(tmp_path):
         ({"population": 2}, "population = 2 must be an integer >= 4"),
         ({"top_k": 2}, "top_k needs expensive_protocol"),
         ({"seeds": "zzz"}, "zzz"),
+        ({"seed": -1}, "seed = -1 must be a non-negative integer"),
+        ({"population": "8"}, "population = '8' must be int"),
+        ({"objectives": 1}, "objectives = 1 must be str or list or tuple"),
+        ({"protocol_settings": ["size"]}, "protocol_settings = \\['size'\\] must be dict"),
+        ({"width": True}, "width = True must be int or null"),
+        ({"width": 7}, "width must be a positive multiple of 8, got 7"),
         ({"seeds": ("transformer++",), "depth": 3}, "preset depth must be an even integer"),
         ({"seeds": ("11111-91111",), "depth": 3}, "seed genome 11111-91111 has 2 slots; this search uses depth 3"),
     ]:
@@ -502,3 +508,14 @@ def _stored(run) -> int:
             return db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
     except sqlite3.Error:
         return 0
+
+
+def test_a_tampered_stored_config_is_a_one_line_error_on_resume(tmp_path, capsys):
+    from starlab.cli import main
+
+    run_search(tmp_path / "run", generations=0)
+    with RunStore(tmp_path / "run") as store:
+        store.set_meta("config", {**store.get_meta("config"), "population": "8"})
+    code = main(["evolve", "--resume", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and err == "starlab: error: search setting population = '8' must be int\n"

@@ -44,6 +44,7 @@ from starlab.evolve.executors import EvalJob, Executor
 from starlab.evolve.presets import search_preset
 from starlab.evolve.problem import GenomeProblem
 from starlab.genome import PRESETS, Genome, resolve
+from starlab.liv import check_width
 from starlab.status import Status
 from starlab.store import Generation, RunLock, RunStore, StoreError
 
@@ -76,6 +77,7 @@ class SearchConfig:
     max_evaluations: int | None = None  # stop after the generation in which this many are stored
 
     def __post_init__(self) -> None:
+        self._check_types()
         seeds = self.seeds.split(",") if isinstance(self.seeds, str) else self.seeds
         object.__setattr__(self, "objectives", check_objectives(self.objectives))
         object.__setattr__(self, "seeds", tuple(s.strip() for s in seeds if s.strip()))
@@ -83,6 +85,7 @@ class SearchConfig:
         checks = {
             "algorithm": (self.algorithm in ALGORITHMS, f"one of {', '.join(ALGORITHMS)}"),
             "depth": (self.depth >= 1, "a positive integer"),
+            "seed": (type(self.seed) is int and self.seed >= 0, "a non-negative integer"),
             "population": (self.population >= 4, "an integer >= 4"),
             "generations": (self.generations >= 0, "an integer >= 0"),
             "mutation_prob": (0 <= self.mutation_prob <= 1, "in [0, 1]"),
@@ -97,10 +100,27 @@ class SearchConfig:
         if self.top_k and self.expensive_protocol is None:
             raise ValueError("search setting top_k needs expensive_protocol (the protocol for the top-k)")
         object.__setattr__(self, "protocol_settings", dict(self.protocol_settings))
+        if self.width is not None:
+            check_width(self.width)
         self.search_protocol()
         self.seed_genomes()
         if self.expensive_protocol is not None:
             get_protocol(self.expensive_protocol).with_data(self.data)
+
+    def _check_types(self) -> None:
+        """Settings read from a file may have any JSON type; a wrong one is a one-line error, not a traceback."""
+        kinds = {
+            "protocol": (str,), "depth": (int,), "population": (int,), "generations": (int,), "seed": (int,),
+            "elites": (int,), "top_k": (int,), "crossover_at_slots": (bool,), "mutation_prob": (int, float),
+            "width": (int, type(None)), "max_evaluations": (int, type(None)), "data": (str, type(None)),
+            "expensive_protocol": (str, type(None)), "protocol_settings": (dict,),
+            "objectives": (str, list, tuple), "seeds": (str, list, tuple), "weights": (list, tuple),
+        }  # fmt: skip
+        for name, allowed in kinds.items():
+            value = getattr(self, name)
+            if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+                names = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+                raise ValueError(f"search setting {name} = {value!r} must be {names}")
 
     def search_protocol(self) -> Protocol:
         """The protocol every candidate is assessed with: the named one, with this search's settings and data."""
