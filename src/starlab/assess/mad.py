@@ -10,7 +10,7 @@ are scaled for 2 CPU cores (calibration in ``docs/tasks.md``). ``cost_s`` values
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from statistics import mean
 from typing import Any, ClassVar
 
@@ -76,7 +76,7 @@ class MADProtocol(Protocol):
         unknown = sorted(set(tasks) - set(MAD_TASKS))
         if unknown:
             raise SettingError("unknown MAD task(s) {0}; tasks: {1}", ", ".join(unknown), ", ".join(MAD_TASKS))
-        return replace(self, settings=tuple(s for s in self.settings if s.task in tasks), cost_s=None)
+        return self.with_settings(settings=tuple(s for s in self.settings if s.task in tasks))
 
     def steps(self, setting: MADSetting) -> int:
         """Optimizer steps of one run on ``setting`` (known without generating its data)."""

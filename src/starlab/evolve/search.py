@@ -85,7 +85,7 @@ class SearchConfig:
         checks = {
             "algorithm": (self.algorithm in ALGORITHMS, f"one of {', '.join(ALGORITHMS)}"),
             "depth": (self.depth >= 1, "a positive integer"),
-            "seed": (type(self.seed) is int and self.seed >= 0, "a non-negative integer"),
+            "seed": (self.seed >= 0, "a non-negative integer"),
             "population": (self.population >= 4, "an integer >= 4"),
             "generations": (self.generations >= 0, "an integer >= 0"),
             "mutation_prob": (0 <= self.mutation_prob <= 1, "in [0, 1]"),
@@ -248,6 +248,7 @@ class Search:
         """Evaluations for ``genomes`` under ``protocol``: from the store, or run (in parallel) and stored."""
         results: list[Evaluation | None] = [None] * len(genomes)
         pending: dict[Future, list[int]] = {}
+        submitted: dict[str, Future] = {}  # a genome twice in one batch is run once
         for index, genome in enumerate(genomes):
             stored = self.store.get_evaluation(genome.hash(), protocol, self.config.seed)
             if stored is not None:
@@ -255,12 +256,11 @@ class Search:
                 if self.reporter:
                     self.reporter.evaluated(stored, replayed=True)
                 continue
-            running = next((f for f, ix in pending.items() if genomes[ix[0]].hash() == genome.hash()), None)
-            if running is not None:
-                pending[running].append(index)
+            if genome.hash() in submitted:  # still pending: one that finished inside submit is in the store
+                pending[submitted[genome.hash()]].append(index)
                 continue
             future = self.executor.submit(self._job(genome, protocol))
-            pending[future] = [index]
+            submitted[genome.hash()], pending[future] = future, [index]
             if future.done():  # the local executor runs the job inside submit: store it before the next one
                 self._store(genomes, protocol, future, pending.pop(future), results)
         for future in as_completed(pending):
