@@ -49,6 +49,7 @@ class AlgorithmicProtocol(Protocol):
     """
 
     kind: ClassVar[str] = "algorithmic"
+    quality_meaning: ClassVar[str] = "1 − the task's score (accuracy or solved fraction)"
     task: str
     size: str = "cpu"
     embedding_only: bool = False

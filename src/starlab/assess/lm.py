@@ -25,6 +25,7 @@ class LMProtocol(Protocol):
     """
 
     kind: ClassVar[str] = "lm"
+    quality_meaning: ClassVar[str] = "validation perplexity"
     width: int
     seq_len: int
     steps: int

@@ -57,6 +57,7 @@ class MADProtocol(Protocol):
     """
 
     kind: ClassVar[str] = "mad"
+    quality_meaning: ClassVar[str] = "1 − MAD score (mean accuracy over the MAD tasks)"
     settings: tuple[MADSetting, ...]
     grid: tuple[tuple[float, float], ...]
     epochs: int

@@ -61,6 +61,7 @@ class Protocol(ABC):
     """
 
     kind: ClassVar[str]
+    quality_meaning: ClassVar[str]  # what the number is, in words, for summaries and reports (lower is better)
     name: str
     description: str
     config: LIVConfig = field(default_factory=LIVConfig)
@@ -103,10 +104,11 @@ class Protocol(ABC):
         return dataclasses.replace(self, **settings, cost_s=None) if settings else self
 
     def summary(self) -> dict[str, Any]:
-        """Name, kind, description, width, what it trains, and its measured cost."""
+        """Name, kind, what quality means, description, width, what it trains, and its measured cost."""
         return {
             "name": self.name,
             "kind": self.kind,
+            "quality": self.quality_meaning,
             "description": self.description,
             "width": self.width,  # type: ignore[attr-defined]
             "training": self.training(),

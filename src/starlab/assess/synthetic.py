@@ -34,6 +34,7 @@ class SyntheticProtocol(Protocol):
     """:func:`synthetic_quality` as a protocol: instantaneous and deterministic."""
 
     kind: ClassVar[str] = "synthetic"
+    quality_meaning: ClassVar[str] = "analytic stand-in (no training)"
     name: str = "synthetic"
     description: str = "analytic quality, no training (tests and search benchmarks)"
     width: int = 64
