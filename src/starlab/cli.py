@@ -262,7 +262,7 @@ def evolve(args: argparse.Namespace) -> None:
     progress = SearchProgress()
     try:
         search = Search(args.resume or args.out, executor, config, resume=bool(args.resume), reporter=progress,
-                        device=args.device)  # fmt: skip
+                        device=args.device, retry_failed=args.retry_failed)  # fmt: skip
         if args.resume:
             _say_ignored(search.config.conflicts(**overrides))
         try:
@@ -407,6 +407,8 @@ def add_evolution_commands(groups) -> None:
     where = ev.add_mutually_exclusive_group(required=True)
     where.add_argument("--out", help="new run directory")
     where.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where it stopped")
+    ev.add_argument("--retry-failed", action="store_true",
+                    help="with --resume: run the stored run's failed evaluations again")  # fmt: skip
     ev.add_argument("--preset", default="demo", choices=list(SEARCH_PRESETS), help="search preset (default demo)")
     ev.add_argument("--config", help="search settings as a JSON file (instead of --preset)")
     names = protocol_names()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -31,19 +33,34 @@ def synthetic_quality(genome: Genome) -> float:
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class SyntheticProtocol(Protocol):
-    """:func:`synthetic_quality` as a protocol: instantaneous and deterministic."""
+    """:func:`synthetic_quality` as a protocol: deterministic, and instantaneous unless given a cost.
+
+    ``delay_s`` makes each assessment take that long (a stand-in for training when measuring executors or
+    durability), and ``journal`` names a file to which each assessment appends ``<time> start|end <hash> <pid>``
+    lines, so that benchmarks and tests can count the work that was really done, in whichever process ran it.
+    """
 
     kind: ClassVar[str] = "synthetic"
     quality_meaning: ClassVar[str] = "analytic stand-in (no training)"
     name: str = "synthetic"
     description: str = "analytic quality, no training (tests and search benchmarks)"
     width: int = 64
+    delay_s: float = 0.0
+    journal: str | None = None
 
     def run(
         self, genome: Genome, width: int, seed: int, device: torch.device, progress: Progress | None = None
     ) -> Outcome:
+        self._note("start", genome)
+        time.sleep(self.delay_s)
         quality = synthetic_quality(genome)
+        self._note("end", genome)
         return Outcome(quality=quality, scores={"synthetic": 1.0 - quality})
+
+    def _note(self, event: str, genome: Genome) -> None:
+        if self.journal is not None:
+            with open(self.journal, "a") as journal:  # one short append per line: whole lines across processes
+                journal.write(f"{time.time():.6f} {event} {genome.hash()} {os.getpid()}\n")
 
     def training(self) -> dict[str, Any]:
         return {"summary": "nothing (a formula of the genome)", "steps": 0}

@@ -11,11 +11,15 @@ A job is plain data (:class:`EvalJob`) and its result an :class:`~starlab.assess
 
 from __future__ import annotations
 
+import os
+import queue
 import signal
 import threading
+from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from functools import partial
 from multiprocessing import get_context
 from typing import Any, Protocol
 
@@ -67,70 +71,143 @@ class LocalExecutor:
         pass
 
 
+class WorkerCrashed(RuntimeError):
+    """The worker process running an evaluation died every time it was tried (out of memory, a native crash)."""
+
+
+@dataclass
+class _Task:
+    job: EvalJob
+    future: Future  # what the search holds: resolved once, after any retries
+    crashes: int = 0  # times the worker running this very job died
+
+
 class ProcessExecutor:
     """A pool of ``workers`` spawned processes with ``threads`` torch threads each.
 
-    A worker that dies (killed, out of memory) breaks a process pool; the pool is then rebuilt and the jobs
-    it was running are submitted again, up to ``max_retries`` times each.
+    At most ``workers`` jobs are in the pool at a time; the rest wait here, so a broken pool never touches a
+    job that had not started. When a worker dies (killed, out of memory, a crash in native code) the pool is
+    rebuilt and every job it was running runs again. Only the job whose own worker died counts the crash;
+    after ``max_retries`` retries it is failed with :class:`WorkerCrashed`, so one genome that kills its
+    worker cannot take the others down with it.
+
+    One dispatcher thread owns the queue, the pool and the retries; futures' callbacks only post events to
+    it, so no pool is ever driven from inside another pool's thread.
     """
 
     def __init__(self, workers: int, threads: int | None = 1, max_retries: int = 2) -> None:
         self.workers, self.threads, self.max_retries = workers, threads, max_retries
-        self.closing = False  # once closing, a broken pool is the executor stopping its workers: no retries
-        self.lock = threading.Lock()
+        self.context = get_context("spawn")
+        self.started = self.context.Array("q", workers, lock=False)  # slot -> pid of the worker running its job
+        self.events: queue.SimpleQueue = queue.SimpleQueue()
+        self.waiting: deque[_Task] = deque()
+        self.running: dict[int, _Task] = {}  # slot -> task
+        self.processes: dict[int, Any] = {}  # every worker process ever started, by pid
+        self.closing = False
         self.pool = self._new_pool()
+        self.dispatcher = threading.Thread(target=self._dispatch, name="starlab-process-executor", daemon=True)
+        self.dispatcher.start()
 
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
-            self.workers, mp_context=get_context("spawn"), initializer=_start_worker, initargs=(self.threads,)
+            self.workers, mp_context=self.context, initializer=_start_worker, initargs=(self.threads, self.started)
         )
 
-    def _replace_broken(self, broken: ProcessPoolExecutor) -> None:
-        with self.lock:
-            if self.pool is broken:
-                self.pool = self._new_pool()
-
     def submit(self, job: EvalJob) -> Future:
-        outer: Future = Future()
-        self._submit_into(job, outer, self.max_retries)
-        return outer
+        task = _Task(job, Future())
+        self.events.put(("submit", task))
+        return task.future
 
-    def _submit_into(self, job: EvalJob, outer: Future, retries_left: int) -> None:
-        pool = self.pool
-
-        def relay(inner: Future) -> None:
-            if isinstance(inner.exception(), BrokenProcessPool) and retries_left > 0 and not self.closing:
-                self._replace_broken(pool)
-                self._submit_into(job, outer, retries_left - 1)
-            else:
-                _copy_outcome(inner, outer)
-
-        try:
-            pool.submit(run_job, job).add_done_callback(relay)
-        except BrokenProcessPool as error:
-            if retries_left == 0:
-                outer.set_exception(error)
+    def _dispatch(self) -> None:
+        while True:
+            event, payload = self.events.get()
+            if event == "stop":
                 return
-            self._replace_broken(pool)
-            self._submit_into(job, outer, retries_left - 1)
+            if event == "submit":
+                self.waiting.append(payload)
+            else:
+                self._finished(*payload)
+            self._start_waiting()
+
+    def _start_waiting(self) -> None:
+        while self.waiting and len(self.running) < self.workers and not self.closing:
+            slot = min(set(range(self.workers)) - set(self.running))
+            task = self.waiting.popleft()
+            self.started[slot] = 0
+            try:
+                inner = self._hand_over(slot, task.job)
+            except Exception as error:  # the pool cannot take it (cannot start a worker): fail this job only
+                task.future.set_exception(error)
+                continue
+            self.running[slot] = task
+            inner.add_done_callback(partial(self._post_finished, slot, self.pool))
+
+    def _hand_over(self, slot: int, job: EvalJob) -> Future:
+        try:
+            inner = self.pool.submit(_run_in_slot, slot, job)
+        except BrokenProcessPool:  # broke since the last event; its jobs' events are on their way
+            self.pool = self._new_pool()
+            inner = self.pool.submit(_run_in_slot, slot, job)
+        self.processes.update(self.pool._processes)  # workers start on submit; no public list of them
+        return inner
+
+    def _post_finished(self, slot: int, pool: ProcessPoolExecutor, inner: Future) -> None:
+        """Runs in the pool's thread: note at once whether this job's own worker is dead (a broken pool stops
+        its other workers right after failing their futures), then leave the rest to the dispatcher."""
+        crashed = None
+        worker = self.processes.get(self.started[slot])
+        if isinstance(inner.exception(), BrokenProcessPool) and worker is not None:
+            worker.join(timeout=0.1)  # a dead process closes its pipes a moment before it can be reaped
+            crashed = worker.exitcode
+        self.events.put(("finished", (slot, pool, inner, crashed)))
+
+    def _finished(self, slot: int, pool: ProcessPoolExecutor, inner: Future, crashed: int | None) -> None:
+        task = self.running.pop(slot)
+        if not isinstance(inner.exception(), BrokenProcessPool) or self.closing:
+            _copy_outcome(inner, task.future)
+            return
+        if self.pool is pool:
+            self.pool = self._new_pool()
+        if crashed is not None:
+            task.crashes += 1
+            if task.crashes > self.max_retries:
+                how = f"killed by signal {-crashed}" if crashed < 0 else f"exit code {crashed}"
+                task.future.set_exception(
+                    WorkerCrashed(f"the worker process running it died {task.crashes} times ({how})")
+                )
+                return
+        self.waiting.appendleft(task)
 
     def close(self) -> None:
-        """Cancel queued jobs and stop the workers now: running evaluations are abandoned (the store keeps
+        """Stop the workers now: running evaluations are abandoned and waiting ones cancelled (the store keeps
         everything that was handed over), so an interrupted search exits in seconds, not after its jobs."""
         self.closing = True
-        processes = list(self.pool._processes.values())  # no public way to stop the workers before Python 3.14
+        self.events.put(("stop", None))
+        self.dispatcher.join()
+        for task in [*self.waiting, *self.running.values()]:
+            task.future.cancel()
         self.pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
+        for process in self.processes.values():
             process.terminate()
-        for process in processes:
+        for process in self.processes.values():
             process.join()
 
 
-def _start_worker(threads: int | None) -> None:
+_STARTED: Any = None  # in a worker: the executor's slot -> pid table
+
+
+def _start_worker(threads: int | None, started: Any) -> None:
     """A pool worker leaves Ctrl-C to its parent, which stops it: an evaluation cut short by the signal must
     never travel back as a 'failed' result the search would store."""
+    global _STARTED
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     runtime.configure(threads)
+    _STARTED = started
+
+
+def _run_in_slot(slot: int, job: EvalJob) -> dict:
+    _STARTED[slot] = os.getpid()  # so that the parent knows whose job died with this process
+    return run_job(job)
 
 
 def _copy_outcome(source: Future, target: Future) -> None:

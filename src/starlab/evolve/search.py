@@ -38,7 +38,7 @@ from starlab.assess import (
     get_protocol,
     pareto_front,
 )
-from starlab.errors import Setting
+from starlab.errors import Setting, SettingError
 from starlab.evolve.algorithms import ALGORITHMS, make_algorithm
 from starlab.evolve.executors import EvalJob, Executor
 from starlab.evolve.presets import search_preset
@@ -128,11 +128,20 @@ class SearchConfig:
 
     def seed_genomes(self) -> list[Genome]:
         """The initial population's seeds as genomes (presets at the search depth), checked before any work."""
-        genomes = [resolve(text, self.depth if text.strip().lower() in PRESETS else None) for text in self.seeds]
+        genomes = [self._seed_genome(text) for text in self.seeds]
         for text, genome in zip(self.seeds, genomes, strict=True):
             if len(genome) != self.depth:
                 raise ValueError(f"seed genome {text} has {len(genome)} slots; this search uses depth {self.depth}")
         return genomes
+
+    def _seed_genome(self, text: str) -> Genome:
+        if text.strip().lower() not in PRESETS:
+            return resolve(text)
+        try:
+            return resolve(text, self.depth)
+        except ValueError as error:
+            raise SettingError("seed genome {0} cannot be built at depth {1} ({2}); change {3} or {4}",
+                               text, self.depth, error, Setting("depth"), Setting("seeds")) from None  # fmt: skip
 
     def conflicts(self, **overrides: Any) -> dict[str, tuple[Any, Any]]:
         """The given settings (``None``: not given) that differ from this config: name -> (given, this one's).
@@ -214,7 +223,11 @@ class Search:
         resume: bool = False,
         reporter: Reporter | None = None,
         device: str = "cpu",
+        retry_failed: bool = False,
     ) -> None:
+        if retry_failed and not resume:
+            raise SettingError("{0} goes with {1} (it runs a stored run's failed evaluations again)",
+                               Setting("retry_failed"), Setting("resume"))  # fmt: skip
         with ExitStack() as undo:  # a refused run leaves the store closed and the lock free
             self.store = RunStore(directory, create=not resume)
             undo.callback(self.store.close)
@@ -222,6 +235,7 @@ class Search:
             undo.callback(self.lock.release)
             config = self._run_config(directory, config, resume)
             undo.pop_all()
+        self.retried = self.store.remove_failed() if retry_failed else 0
         self.config, self.executor, self.reporter, self.device = config, executor, reporter, device
         self.protocol = config.search_protocol()
         self.width = config.width or self.protocol.width
@@ -263,8 +277,14 @@ class Search:
             submitted[genome.hash()], pending[future] = future, [index]
             if future.done():  # the local executor runs the job inside submit: store it before the next one
                 self._store(genomes, protocol, future, pending.pop(future), results)
-        for future in as_completed(pending):
-            self._store(genomes, protocol, future, pending[future], results)
+        try:
+            for future in as_completed(list(pending)):
+                self._store(genomes, protocol, future, pending.pop(future), results)
+        except KeyboardInterrupt:  # keep what finished meanwhile: resuming must not run it again
+            for future, indices in pending.items():
+                if future.done() and not future.cancelled() and future.exception() is None:
+                    self._store(genomes, protocol, future, indices, results)
+            raise
         return results  # type: ignore[return-value]
 
     def _job(self, genome: Genome, protocol: str) -> EvalJob:

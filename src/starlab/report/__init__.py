@@ -1,1 +1,2 @@
-"""Pictures and reports: genome diagrams now; Pareto fronts and the HTML report build on them."""
+"""A run shown: its result in words and rows (``summary``, no matplotlib), genome diagrams (``diagram``), and the
+figures and self-contained HTML page (``report``)."""

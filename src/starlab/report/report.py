@@ -1,16 +1,20 @@
 """A run's report: PNG figures and one self-contained ``report.html`` (figures inlined, opens offline).
 
-Figures: Pareto fronts (quality vs parameters, quality vs cache) with every evaluation, the final front and
-the baseline presets marked; hypervolume per generation; LIV class frequencies and sharing patterns of the
-population per generation; diagrams of the final front's genomes.
+The page opens with the result in words (:func:`starlab.report.summary.headlines`), then the Pareto front over
+all evaluations as a table, the baselines, the figures and the settings as the run used them. Figures:
+quality against parameters and against cache (every evaluation, the front, the baselines); hypervolume, LIV
+class shares and sharing patterns of the population per generation; diagrams of the front's genomes. Every
+table, plot and sentence reads the same front, :attr:`starlab.store.RunData.front`.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import json
+import math
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -18,56 +22,114 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from starlab.assess import CACHE_LENGTH, pareto_front
 from starlab.genome import Genome
 from starlab.liv import classes, get_class
-from starlab.report.diagram import draw_genome
+from starlab.report.diagram import draw_genome, legend_handles
+from starlab.report.summary import (
+    describe_classes,
+    format_bytes,
+    format_count,
+    format_quality,
+    front_table,
+    headlines,
+    score_tasks,
+    settings_text,
+)
 from starlab.store import RunData, load_run
+from starlab.store.run import UNSUCCESSFUL
 
 MAX_FRONT_DIAGRAMS = 8
+DIAGRAM_COLUMNS = 4
+DPI = 130
+FRONT_COLOR, BASELINE_COLOR, EVALUATED_COLOR = "#C44E52", "#4C72B0", "#BBBBBB"
+SIZE_LABELS = {"params": "non-embedding parameters", "cache": f"inference cache at {CACHE_LENGTH} tokens (bytes)"}
+
+
+# ---- which genomes of the front each plot draws ----------------------------------------------------------
+
+
+def _size(evaluation, size: str) -> int:
+    return evaluation.params if size == "params" else evaluation.cache_bytes
+
+
+def pair_front(run: RunData, size: str) -> list[str]:
+    """Hashes of the run's front members that are also non-dominated on (quality, ``size``) alone: the trade-off
+    a quality-vs-size plot draws as a staircase. A subset of :attr:`RunData.front`, never a second front."""
+    members = [run.evaluation_of(m["hash"]) for m in run.front]
+    if not members:
+        return []
+    points = np.array([[e.quality, _size(e, size)] for e in members], dtype=float)
+    return [members[i].hash for i in pareto_front(points)]
 
 
 # ---- figures ---------------------------------------------------------------------------------------------
 
 
-def pareto_figure(run: RunData, size: str, path: Path) -> Path:
-    """Quality against ``size`` ('params' or 'cache') for all evaluations, the front and the baselines."""
-    column = {"params": "params", "cache": "cache_bytes"}[size]
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    xs = [getattr(e, column) for e in run.evaluations]
-    ys = [e.quality for e in run.evaluations]
-    ax.scatter(xs, ys, s=14, color="#BBBBBB", label="evaluated")
-    points = np.array([[x, y] for x, y in zip(xs, ys, strict=True)])
-    front = points[pareto_front(points)]
-    front = front[np.argsort(front[:, 0])]
-    ax.step(front[:, 0], front[:, 1], where="post", color="#C44E52", lw=1.5)
-    ax.scatter(front[:, 0], front[:, 1], s=28, color="#C44E52", label=f"front (quality vs {size})", zorder=3)
+def pareto_figure(run: RunData, size: str) -> Figure:
+    """Quality against ``size`` ('params' or 'cache'): every evaluation, the run's front, the baselines."""
+    fig, ax = plt.subplots(figsize=(7, 5), layout="constrained")
+    front = {m["hash"] for m in run.front}
+    trade_off = set(pair_front(run, size))
+    others = [e for e in run.successful if e.hash not in front]
+    failed = [e for e in run.evaluations if e.status in UNSUCCESSFUL]
+    ax.scatter([_size(e, size) for e in others], [e.quality for e in others], s=16, color=EVALUATED_COLOR,
+               label=f"evaluated ({len(others)} off the front)")  # fmt: skip
+    if failed:
+        ax.scatter([_size(e, size) for e in failed], [e.quality for e in failed], s=22, marker="x", color="#888888",
+                   label=f"failed or diverged ({len(failed)}; worst quality)")  # fmt: skip
+    members = [run.evaluation_of(m["hash"]) for m in run.front]
+    on_pair = sorted((e for e in members if e.hash in trade_off), key=lambda e: _size(e, size))
+    off_pair = [e for e in members if e.hash not in trade_off]
+    objectives = ", ".join(run.config["objectives"])
+    word = "parameters" if size == "params" else "cache"
+    if on_pair:
+        xs, ys = [_size(e, size) for e in on_pair], [e.quality for e in on_pair]
+        ax.step(xs, ys, where="post", color=FRONT_COLOR, lw=1.5)
+        ax.scatter(xs, ys, s=34, color=FRONT_COLOR, zorder=3, gid="front",
+                   label=f"Pareto front ({objectives}): on the quality–{word} trade-off ({len(on_pair)})")  # fmt: skip
+    if off_pair:
+        other = [o for o in run.config["objectives"] if o not in ("quality", size)]
+        through = " and ".join(other) if other else "a tie on this pair"
+        ax.scatter([_size(e, size) for e in off_pair], [e.quality for e in off_pair], s=34, facecolor="white",
+                   edgecolor=FRONT_COLOR, lw=1.5, zorder=3, gid="front",
+                   label=f"Pareto front: on it through {through} ({len(off_pair)})")  # fmt: skip
+    if members:
+        best = members[0]
+        ax.annotate("#1", (_size(best, size), best.quality), textcoords="offset points", xytext=(-22, -4),
+                    fontsize=9, color=FRONT_COLOR, weight="bold")  # fmt: skip
     for name, evaluation in run.baselines().items():
-        x, y = getattr(evaluation, column), evaluation.quality
-        ax.scatter([x], [y], marker="*", s=160, color="#4C72B0", edgecolor="black", zorder=4)
-        ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
-    cache_label = f"inference cache at {CACHE_LENGTH} tokens (bytes)"
-    ax.set_xlabel("non-embedding parameters" if size == "params" else cache_label)
-    ax.set_ylabel(f"quality ({run.config['protocol']}; lower is better)")
-    if min(xs) > 0 and max(xs) / min(xs) > 20:
-        ax.set_xscale("log")
-    ax.legend(fontsize=8)
+        x, y = _size(evaluation, size), evaluation.quality
+        ax.scatter([x], [y], marker="*", s=180, color=BASELINE_COLOR, edgecolor="black", zorder=4)
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(7, 4), fontsize=9)
+    ax.set_xlabel(SIZE_LABELS[size])
+    ax.set_ylabel("quality (lower is better)")
+    xs = [_size(e, size) for e in run.evaluations]
+    positive = [x for x in xs if x > 0]
+    if positive and max(xs) / min(positive) > 20:
+        ax.set_xscale("log") if min(xs) > 0 else ax.set_xscale("symlog", linthresh=min(positive))
+    fig.legend(fontsize=8, loc="outside lower center", frameon=False)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    word = "parameters" if size == "params" else "inference cache"
+    fig.suptitle(f"Quality vs {word}: {len(run.evaluations)} evaluations, {len(members)} on the Pareto front")
+    return fig
 
 
-def hypervolume_figure(run: RunData, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+def hypervolume_figure(run: RunData) -> Figure:
+    fig, ax = plt.subplots(figsize=(7, 3.4), layout="constrained")
     measured = [g for g in run.generations if g.hypervolume is not None]
     ax.plot([g.generation for g in measured], [g.hypervolume for g in measured], marker="o", color="#55A868")
     ax.set_xlabel("generation")
-    ax.set_ylabel("hypervolume of the population")
-    ax.grid(alpha=0.3)
-    return _save(fig, path)
+    ax.set_ylabel("hypervolume (higher is better)")
+    _per_generation(ax)
+    fig.suptitle("Hypervolume of each generation's population")
+    return fig
 
 
-def class_frequency_figure(run: RunData, path: Path) -> Path:
+def class_frequency_figure(run: RunData) -> Figure:
     """Stacked share of each LIV class among the population's slots, per generation."""
     names = [c.name for c in classes()]
     counts = np.array([
@@ -75,26 +137,29 @@ def class_frequency_figure(run: RunData, path: Path) -> Path:
          for n in names]
         for g in run.generations
     ], dtype=float)  # fmt: skip
-    shares = counts / counts.sum(axis=1, keepdims=True)
-    used = shares.sum(axis=0) > 0
-    fig, ax = plt.subplots(figsize=(7, 3.8))
-    cmap = plt.get_cmap("tab20")
-    ax.stackplot([g.generation for g in run.generations], shares[:, used].T,
-                 labels=[n for n, u in zip(names, used, strict=True) if u],
-                 colors=[cmap(i % 20) for i, u in enumerate(used) if u])  # fmt: skip
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(8, 3.8), layout="constrained")
+    cmap, bottom = plt.get_cmap("tab20"), np.zeros(len(run.generations))
+    gens = [g.generation for g in run.generations]
+    for i, name in enumerate(names):
+        if shares[:, i].sum() > 0:
+            ax.bar(gens, shares[:, i], bottom=bottom, width=0.8, label=name, color=cmap(i % 20))
+            bottom += shares[:, i]
     ax.set_xlabel("generation")
     ax.set_ylabel("share of slots")
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=6, ncol=2, loc="center left", bbox_to_anchor=(1, 0.5))
-    return _save(fig, path)
+    _per_generation(ax, grid=False)
+    ax.legend(fontsize=8, ncol=2, loc="center left", bbox_to_anchor=(1, 0.5))
+    fig.suptitle("LIV classes in each generation's population")
+    return fig
 
 
-def sharing_figure(run: RunData, path: Path) -> Path:
+def sharing_figure(run: RunData) -> Figure:
     """Share of slots that reuse a featurizer or features, and the mean distance to their leader."""
     rows = []
     for generation in run.generations:
         genomes = [Genome.parse(m["genome"]) for m in generation.population]
-        slots = sum(len(g) for g in genomes)
+        slots = max(1, sum(len(g) for g in genomes))
         stats = []
         for leaders_of in (Genome.featurizer_leaders, Genome.feature_sources):
             links = [
@@ -104,7 +169,7 @@ def sharing_figure(run: RunData, path: Path) -> Path:
         rows.append(stats)
     rows = np.array(rows)
     gens = [g.generation for g in run.generations]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.2))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8.5, 3.4), layout="constrained")
     left.plot(gens, rows[:, 0], marker="o", label="featurizer sharing", color="#8172B3")
     left.plot(gens, rows[:, 2], marker="s", label="feature-group sharing", color="#C44E52")
     left.set_ylabel("share of slots reusing")
@@ -113,24 +178,96 @@ def sharing_figure(run: RunData, path: Path) -> Path:
     right.set_ylabel("mean distance to the leader (slots)")
     for ax in (left, right):
         ax.set_xlabel("generation")
-        ax.grid(alpha=0.3)
-    left.legend(fontsize=7)
-    return _save(fig, path)
+        ax.set_ylim(bottom=0, top=None if rows.any() else 1)
+        _per_generation(ax)
+    left.legend(fontsize=8)
+    fig.suptitle("Featurizer and feature-group sharing in each generation's population")
+    return fig
 
 
-def front_diagrams_figure(run: RunData, path: Path) -> Path:
+def front_diagrams_figure(run: RunData) -> Figure:
+    """The best-quality genomes of the front as diagrams, in rows of :data:`DIAGRAM_COLUMNS`."""
     front = run.front[:MAX_FRONT_DIAGRAMS]
-    depth = run.config["depth"]
-    fig, axes = plt.subplots(1, len(front), figsize=(2.3 * len(front), 0.45 * depth + 1.4), squeeze=False)
-    for rank, (ax, member) in enumerate(zip(axes[0], front, strict=True), start=1):
-        title = f"#{rank}  q={member['quality']:.3f}" if "quality" in member else f"#{rank}"
-        draw_genome(ax, Genome.parse(member["genome"]), title)
-    return _save(fig, path)
+    depth, count = run.config["depth"], max(1, len(front))
+    columns = min(count, DIAGRAM_COLUMNS)
+    rows = math.ceil(count / columns)
+    panel_height = 0.32 * depth + 0.75
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(2.75 * columns, rows * panel_height + 1.3), squeeze=False, layout="constrained"
+    )
+    for ax in axes.flat[len(front) :]:
+        ax.axis("off")
+    baselines = {e.hash: name for name, e in run.baselines().items()}
+    for rank, (ax, member) in enumerate(zip(axes.flat, front, strict=False), start=1):
+        evaluation = run.evaluation_of(member["hash"])
+        name = baselines.get(member["hash"])
+        title = f"#{rank}  {name + ',  ' if name else ''}quality {format_quality(evaluation.quality)}\n"
+        title += f"{format_count(evaluation.params)} params · {format_bytes(evaluation.cache_bytes)} cache"
+        draw_genome(ax, Genome.parse(member["genome"]), title, fontsize=9.5)
+    fig.legend(handles=legend_handles(), loc="outside lower center", fontsize=9, ncol=4, frameon=False)
+    shown = f"The {len(front)} best-quality genomes" if len(front) < len(run.front) else "The genomes"
+    fig.suptitle(f"{shown} of the Pareto front ({len(run.front)} in all), slot 1 at the top")
+    return fig
 
 
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
+def _per_generation(ax, grid: bool = True) -> None:
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if grid:
+        ax.grid(alpha=0.3)
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """One figure of the report: its file name (without ``.png``), how to draw it and its caption in words."""
+
+    name: str
+    alt: str  # a few words for the image's alt text
+    draw: Callable[[RunData], Figure]
+    caption: Callable[[RunData], str]
+
+
+def _pareto_caption(size: str) -> Callable[[RunData], str]:
+    word = "non-embedding parameters" if size == "params" else f"inference cache at {CACHE_LENGTH} tokens"
+    short = "parameters" if size == "params" else "cache"
+
+    def caption(run: RunData) -> str:
+        return (
+            f"Quality (lower is better) against {word} for all {len(run.evaluations)} evaluations (grey). Red: "
+            f"the Pareto front over all evaluations on the run's objectives ({', '.join(run.config['objectives'])}),"
+            f" the same {len(run.front)} genomes as the table; the staircase joins those that are also the "
+            f"quality–{short} trade-off, hollow circles are on the front through another objective. Stars: the "
+            "evaluated baseline presets; #1: the best quality."
+        )
+
+    return caption
+
+
+FIGURES = [
+    FigureSpec("pareto_params", "quality vs parameters", lambda run: pareto_figure(run, "params"),
+               _pareto_caption("params")),
+    FigureSpec("pareto_cache", "quality vs inference cache", lambda run: pareto_figure(run, "cache"),
+               _pareto_caption("cache")),
+    FigureSpec("hypervolume", "hypervolume per generation", hypervolume_figure, lambda run: (
+        "Hypervolume of each generation's surviving population on the run's objectives (reference point: the "
+        "protocol's worst quality and twice the all-SA-1 sizes); it grows as the population improves."
+    )),
+    FigureSpec("class_frequencies", "LIV class shares per generation", class_frequency_figure, lambda run: (
+        "Share of each LIV class among the slots of each generation's population."
+    )),
+    FigureSpec("sharing", "sharing per generation", sharing_figure, lambda run: (
+        "Left: share of slots that reuse an earlier slot's featurizer (solid arcs in the diagrams) or features "
+        "(dashed), per generation. Right: how many slots back the reused leader is, on average."
+    )),
+    FigureSpec("front_genomes", "diagrams of the front's genomes", front_diagrams_figure, lambda run: (
+        f"The best-quality genomes of the Pareto front ({min(len(run.front), MAX_FRONT_DIAGRAMS)} of "
+        f"{len(run.front)}), slot 1 at the top: blocks coloured by LIV family and hatched where differential; arcs "
+        "join a shared featurizer (solid, left) or shared features (dashed, right) to their leader."
+    )),
+]  # fmt: skip
+
+
+def save_figure(fig: Figure, path: Path) -> Path:
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
 
@@ -143,63 +280,114 @@ def write_report(directory: str | Path) -> Path:
     directory = Path(directory)
     run = load_run(directory)
     figures = [
-        pareto_figure(run, "params", directory / "pareto_params.png"),
-        pareto_figure(run, "cache", directory / "pareto_cache.png"),
-        hypervolume_figure(run, directory / "hypervolume.png"),
-        class_frequency_figure(run, directory / "class_frequencies.png"),
-        sharing_figure(run, directory / "sharing.png"),
-        front_diagrams_figure(run, directory / "front_genomes.png"),
+        (save_figure(spec.draw(run), directory / f"{spec.name}.png"), spec.alt, spec.caption(run)) for spec in FIGURES
     ]
     path = directory / "report.html"
-    path.write_text(render_html(run, figures))
+    path.write_text(render_html(run, figures), encoding="utf-8")
     return path
 
 
-def render_html(run: RunData, figures: list[Path]) -> str:
-    front_rows = "".join(
-        f"<tr><td>{rank}</td><td><code>{html.escape(m['genome'])}</code></td>"
-        + "".join(f"<td>{m[o]:.4g}</td>" for o in run.config["objectives"])
-        + f"<td>{_sizes_and_time(run, m['hash'])}</td></tr>"
-        for rank, m in enumerate(run.front, start=1)
-    )
-    baseline_rows = "".join(
-        f"<tr><td>{html.escape(name)}</td><td>{e.quality:.4g}</td><td>{e.params:,}</td><td>{e.cache_bytes:,}</td></tr>"
+def _e(value: object) -> str:
+    return html.escape(str(value))
+
+
+def _front_table(run: RunData) -> str:
+    rows = front_table(run)
+    tasks = score_tasks([run.evaluation_of(r["hash"]) for r in rows])
+    relative = [n for n in run.objectives.names if n != "quality"]
+    heads = ["rank", "genome", "classes", "quality", "params", "cache bytes"]
+    heads += [f"{n} (× all-SA-1)" for n in relative] + [f"score: {t}" for t in tasks] + ["status", "seconds"]
+    body = []
+    for r in rows:
+        baseline = f" <em>= {_e(r['baseline'])}</em>" if r["baseline"] else ""
+        cells = [
+            str(r["rank"]), f"<code>{_e(r['genome'])}</code>{baseline}", _e(r["classes"]),
+            _e(format_quality(r["quality"])), f"{r['params']:,}", f"{r['cache_bytes']:,}",
+            *(f"{r['relative'][n]:.3g}" for n in relative),
+            *(f"{r['scores'][t]:.3f}" if t in r["scores"] else "–" for t in tasks),
+            _e(r["status"]), f"{r['seconds']:.1f}",
+        ]  # fmt: skip
+        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    if not body:
+        body.append(f'<tr><td colspan="{len(heads)}">no evaluation succeeded</td></tr>')
+    return _table(heads, body, "front")
+
+
+def _baseline_table(run: RunData) -> str:
+    front = {m["hash"] for m in run.front}
+    heads = ["preset", "genome", "classes", "quality", "params", "cache bytes", "on the front", "status"]
+    body = [
+        "<tr>" + "".join(f"<td>{c}</td>" for c in (
+            _e(name), f"<code>{_e(e.genome)}</code>", _e(describe_classes(e.genome)),
+            _e(format_quality(e.quality)), f"{e.params:,}", f"{e.cache_bytes:,}",
+            "yes" if e.hash in front else "no", _e(e.status.value),
+        )) + "</tr>"
         for name, e in run.baselines().items()
+    ]  # fmt: skip
+    if not body:
+        none = f"no baseline preset of depth {run.config['depth']} was evaluated"
+        body.append(f'<tr><td colspan="{len(heads)}">{_e(none)}</td></tr>')
+    return _table(heads, body, "baselines")
+
+
+def _last_population_note(run: RunData) -> str:
+    last = {m["hash"] for m in run.last_population_front}
+    kept = len(last & {m["hash"] for m in run.front})
+    return (
+        f"The last generation's population has {len(last)} genomes on its own front, {kept} of them on this one "
+        f"(the search may drop front genomes from its population; this table keeps every one found)."
     )
-    statuses = Counter(e.status.value for e in run.evaluations)
+
+
+def _status_line(run: RunData) -> str:
+    counts = ", ".join(f"{n} {status}" for status, n in run.status_counts().items())
+    error = run.first_error()
+    return f"Evaluations by status: {counts}" + (f"; the first error: {error}." if error else ".")
+
+
+def _table(heads: list[str], body: list[str], css_class: str) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in heads)
+    return f'<div class="scroll"><table class="{css_class}"><tr>{head}</tr>{"".join(body)}</table></div>'
+
+
+def render_html(run: RunData, figures: list[tuple[Path, str, str]]) -> str:
+    """The page: ``figures`` are (PNG path, alt text, caption), inlined as base64."""
+    sentences = headlines(run)
+    headline = f'<p class="context">{_e(sentences[0])}</p>' + "".join(f"<p>{_e(s)}</p>" for s in sentences[1:])
     images = "".join(
-        f'<figure><img alt="{p.stem}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
-        f"<figcaption>{p.stem.replace('_', ' ')}</figcaption></figure>"
-        for p in figures
+        f'<figure><img alt="{_e(alt)}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
+        f"<figcaption>{_e(caption)}</figcaption></figure>"
+        for p, alt, caption in figures
     )
-    objective_heads = "".join(f"<th>{o} (relative)</th>" if o != "quality" else "<th>quality</th>"
-                              for o in run.config["objectives"])  # fmt: skip
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>starlab search report</title>
+<html lang="en"><head><meta charset="utf-8"><title>starlab search report: {_e(run.config["protocol"])}</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }}
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; line-height: 1.45; }}
+.headline {{ background: #f4f6fa; border-left: 4px solid #4C72B0; padding: 0.6em 1.2em; }}
+.headline p {{ margin: 0.6em 0; }} .headline .context {{ color: #555; }}
+.scroll {{ overflow-x: auto; }}
+table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.88em; }}
 td, th {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
-td:nth-child(2) {{ text-align: left; }}
-figure {{ display: inline-block; margin: 0.5em; vertical-align: top; }}
-img {{ max-width: 100%; }} code {{ font-size: 0.85em; }}
+th {{ background: #f4f4f4; }} td:nth-child(2), td:nth-child(3) {{ text-align: left; }}
+figure {{ margin: 1.5em 0; }} figcaption {{ font-size: 0.9em; color: #444; max-width: 900px; }}
+img {{ max-width: 100%; }} code {{ font-size: 0.85em; }} pre {{ background: #f8f8f8; padding: 0.8em; }}
 </style></head><body>
 <h1>starlab search report</h1>
-<p>{len(run.evaluations)} evaluated genomes ({", ".join(f"{n} {s}" for s, n in statuses.items())}),
-{len(run.generations)} generations. Sizes in the front table are relative to an all-SA-1 genome of the same
-depth and width; the evaluation column gives absolute values.</p>
-<h2>Final Pareto front</h2>
-<table><tr><th>rank</th><th>genome</th>{objective_heads}<th>params / cache bytes / seconds</th></tr>{front_rows}</table>
+<section class="headline"><h2>Result</h2>{headline}</section>
+<h2>Pareto front over all evaluations</h2>
+<p>The non-dominated genomes among all {len(run.successful)} successful evaluations on the run's objectives
+({_e(", ".join(run.config["objectives"]))}), best quality first (rank 1 is what <code>starlab export --rank 1</code>
+writes). Sizes are absolute (non-embedding parameters; inference cache at {CACHE_LENGTH} tokens in 16-bit values);
+the "× all-SA-1" columns are the objectives as the search saw them. Scores are per task, higher is better.
+{_e(_last_population_note(run))}</p>
+{_front_table(run)}
 <h2>Baselines</h2>
-<table><tr><th>preset</th><th>quality</th><th>params</th><th>cache bytes</th></tr>{
-        baseline_rows or "<tr><td colspan=4>no preset of this depth was evaluated</td></tr>"
-    }</table>
+<p>Genome presets of the run's depth that were evaluated (as seeds or found by the search).</p>
+{_baseline_table(run)}
 <h2>Figures</h2>{images}
-<h2>Configuration</h2><pre>{html.escape(json.dumps(run.config, indent=2))}</pre>
+<h2>Settings as actually used</h2>
+<p>{_e(_status_line(run))} Below: the stored search config with the width resolved, the search protocol as
+configured (what one assessment trains), and the evaluations by status.</p>
+<pre>{_e(settings_text(run))}</pre>
 </body></html>
 """
-
-
-def _sizes_and_time(run: RunData, genome_hash: str) -> str:
-    e = run.evaluation_of(genome_hash)
-    return "-" if e is None else f"{e.params:,} / {e.cache_bytes:,} / {e.seconds:.1f}"

@@ -1,17 +1,26 @@
 """A finished (or running) search as data: its config, evaluations and generations, read from its store.
 
-The report draws it and ``export`` picks genomes from it; neither needs the search machinery.
+The report draws it and ``export`` picks genomes from it; neither needs the search machinery. Its
+:attr:`RunData.front` is *the* result of the run — the non-dominated set of every successful evaluation on the
+run's objectives — and the one front that tables, plots, headlines and export all read.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from starlab.assess import Objectives, Protocol, get_protocol, pareto_front
 from starlab.assess.record import Evaluation
 from starlab.genome import PRESETS, preset
+from starlab.status import Status
 from starlab.store.sqlite import Generation, RunStore, StoreError
+
+#: Evaluations that measured nothing: they keep the protocol's worst quality and never enter a front.
+UNSUCCESSFUL = (Status.FAILED, Status.DIVERGED)
 
 
 @dataclass
@@ -22,9 +31,56 @@ class RunData:
     evaluations: list[Evaluation]  # the search protocol's evaluations, in the order they were stored
     generations: list[Generation]
 
+    @cached_property
+    def protocol(self) -> Protocol:
+        """The search protocol with the run's settings (what every candidate was assessed with)."""
+        return get_protocol(self.config["protocol"]).with_settings(**self.config.get("protocol_settings", {}))
+
     @property
+    def width(self) -> int:
+        """The model width the run used (its config's, or the protocol's where the config left it out)."""
+        return self.config.get("width") or self.protocol.width  # type: ignore[attr-defined]
+
+    @cached_property
+    def objectives(self) -> Objectives:
+        """The run's objective vector, normalised exactly as the search normalised it."""
+        return Objectives(self.config["objectives"], self.protocol, self.config["depth"], self.width)
+
+    @property
+    def successful(self) -> list[Evaluation]:
+        """The evaluations that measured a quality (neither failed nor diverged)."""
+        return [e for e in self.evaluations if e.status not in UNSUCCESSFUL]
+
+    @cached_property
     def front(self) -> list[dict[str, Any]]:
-        """The final generation's Pareto front (as stored with it), best quality first."""
+        """The Pareto front over all successful evaluations of the search protocol, on the run's objectives.
+
+        Members are ``{"genome", "hash", <objective>: value...}`` with the values normalised as the stored
+        generations have them (sizes relative to all-SA-1), best quality first (rank 1), ties by the other
+        objectives, then the smaller parameters and cache. This — not the last population's front, which may
+        have lost members found earlier — is the run's result.
+        """
+        evaluations = self.successful
+        if not evaluations:
+            return []
+        values = self.objectives.values(evaluations)
+        names = self.objectives.names
+        members = [
+            {"genome": e.genome, "hash": e.hash, **dict(zip(names, values[i].tolist(), strict=True))}
+            for i, e in ((i, evaluations[i]) for i in pareto_front(values))
+        ]
+        by_hash = {e.hash: e for e in evaluations}
+
+        def rank(member: dict[str, Any]) -> tuple:
+            e = by_hash[member["hash"]]
+            return (e.quality, *(member[n] for n in names), e.params, e.cache_bytes)
+
+        return sorted(members, key=rank)
+
+    @property
+    def last_population_front(self) -> list[dict[str, Any]]:
+        """The last generation's Pareto front as stored with it (its surviving population only), best quality
+        first."""
         return sorted(self.generations[-1].front_members, key=lambda m: m.get("quality", 0.0))
 
     def baselines(self) -> dict[str, Evaluation]:
@@ -32,12 +88,23 @@ class RunData:
         depth = self.config["depth"]
         if depth % 2:
             return {}
-        by_hash = {e.hash: e for e in self.evaluations}
         hashes = {name: preset(name, depth).hash() for name in PRESETS}
-        return {name: by_hash[h] for name, h in hashes.items() if h in by_hash}
+        return {name: self._by_hash[h] for name, h in hashes.items() if h in self._by_hash}
 
     def evaluation_of(self, genome_hash: str) -> Evaluation | None:
-        return next((e for e in self.evaluations if e.hash == genome_hash), None)
+        return self._by_hash.get(genome_hash)
+
+    def status_counts(self) -> dict[str, int]:
+        """How many evaluations ended with each status, most common first."""
+        return dict(Counter(e.status.value for e in self.evaluations).most_common())
+
+    def first_error(self) -> str | None:
+        """The error message of the first failed evaluation that recorded one."""
+        return next((e.metrics["error"] for e in self.evaluations if e.metrics.get("error")), None)
+
+    @cached_property
+    def _by_hash(self) -> dict[str, Evaluation]:
+        return {e.hash: e for e in self.evaluations}
 
 
 def load_run(directory: str | Path) -> RunData:

@@ -138,6 +138,11 @@ class RunStore:
         rows = self.db.execute(f"{_SELECT} {where} ORDER BY e.id", args).fetchall()
         return [_evaluation(row) for row in rows]
 
+    def remove_failed(self) -> int:
+        """Forget every failed evaluation (so that the search runs it again); returns how many there were."""
+        with self.db:
+            return self.db.execute("DELETE FROM evaluations WHERE status = 'failed'").rowcount
+
     def count_evaluations(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
 

@@ -1,0 +1,172 @@
+"""Durability on every executor: SIGKILL at random moments loses no finished evaluation, crashed workers are
+retried without failing the jobs that only waited, and failed evaluations can be run again on resume.
+
+The searches here run the real command line on the synthetic protocol with a delay (a stand-in for
+training) and a journal, in which every assessment notes when it started and ended in whichever process ran
+it: the journal counts the work that was really done.
+"""
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from starlab.evolve import Search, SearchConfig, make_executor
+from starlab.evolve.executors import EvalJob, ProcessExecutor, WorkerCrashed
+from starlab.genome import Genome, random_genome
+from starlab.store import RunStore
+
+CONFIG = (("protocol", "synthetic"), ("depth", 4), ("population", 4), ("generations", 1), ("seed", 3))
+SEARCH = [text for key, value in CONFIG for text in (f"--{key}", str(value))]
+
+
+def evolve_argv(directory, executor, journal, resume=False):
+    where = ["--resume", str(directory)] if resume else ["--out", str(directory), *SEARCH]
+    settings = ["--protocol-setting", "delay_s=0.1", "--protocol-setting", f"journal={journal}"]
+    workers = [] if executor == "local" else ["--workers", "2", "--threads", "1"]
+    return [sys.executable, "-m", "starlab.cli", "evolve", *where, *([] if resume else settings),
+            "--executor", executor, *workers]  # fmt: skip
+
+
+def stored_hashes(directory) -> set[str]:
+    try:
+        with sqlite3.connect(f"file:{directory / 'run.sqlite'}?mode=ro", uri=True) as db:
+            return {h for (h,) in db.execute("SELECT hash FROM evaluations")}
+    except sqlite3.Error:
+        return set()
+
+
+def journal_entries(journal, event: str, before: float = float("inf")) -> list[tuple[str, int]]:
+    """(genome hash, worker pid) of the journal's ``event`` (start or end) lines up to ``before``, in order."""
+    if not journal.exists():
+        return []
+    lines = (line.split() for line in journal.read_text().splitlines())
+    return [(f[2], int(f[3])) for f in lines if f[1] == event and float(f[0]) <= before]
+
+
+def ended(journal, before: float = float("inf")) -> list[str]:
+    return [genome_hash for genome_hash, _ in journal_entries(journal, "end", before)]
+
+
+def kill_when(victim, directory, journal, stored: int) -> float:
+    """SIGKILL the search and its workers once ``stored`` evaluations are committed and no finished one is
+    still being handed over (so that each kill is at a moment where losing work would be starlab's fault)."""
+    deadline = time.time() + 120
+    while time.time() < deadline and victim.poll() is None:
+        hashes = stored_hashes(directory)
+        if len(hashes) >= stored and set(ended(journal)) <= hashes:
+            break
+        time.sleep(0.01)
+    moment = time.time()
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    return moment
+
+
+@pytest.mark.parametrize("executor", ["local", "process", "ray"])
+def test_sigkill_at_three_random_moments_loses_no_finished_evaluation(tmp_path, executor):
+    if executor == "ray":
+        pytest.importorskip("ray")
+    killed, journal = tmp_path / "killed", tmp_path / "journal"
+    whole = reference_run(tmp_path / "whole")
+    moments = sorted(random.Random(executor).sample(range(1, len(stored_hashes(whole)) - 1), 3))
+    orphans: list[str] = []  # Ray lets a task of a killed driver run to its end: finished with nowhere to go
+    for attempt, stored in enumerate(moments):
+        argv = evolve_argv(killed, executor, journal, resume=attempt > 0)
+        victim = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        moment = kill_when(victim, killed, journal, stored)
+        assert set(ended(journal, moment)) <= stored_hashes(killed)  # every evaluation that had finished was kept
+        time.sleep(0.3)
+        orphans += ended(journal)[len(ended(journal, moment)) :]
+    subprocess.run(evolve_argv(killed, executor, journal, resume=True), check=True, capture_output=True)
+
+    runs = Counter(ended(journal)) - Counter(orphans)
+    assert set(runs) == stored_hashes(killed) == stored_hashes(whole)
+    assert max(runs.values()) == 1  # no finished evaluation was lost and run again
+    assert executor == "ray" or not orphans  # killing the process group stops local and process workers
+    with RunStore(killed) as k, RunStore(whole) as w:
+        assert k.generations() == w.generations() and k.get_meta("finished")
+
+
+def reference_run(directory):
+    """The same search, never interrupted (in this process, without the delay: the results are the same)."""
+    search = Search(directory, make_executor("local"), SearchConfig.from_preset("demo", **dict(CONFIG)))
+    search.run()
+    search.close()
+    return directory
+
+
+# ---- crashed workers ------------------------------------------------------------------------------------
+
+
+def synthetic_jobs(journal, count: int, delay_s: float = 0.3) -> list[EvalJob]:
+    genomes = {random_genome(3, seed).canonical().text() for seed in range(3 * count)}
+    settings = {"delay_s": delay_s, "journal": str(journal)}
+    return [EvalJob(text, "synthetic", 0, None, settings=settings) for text in sorted(genomes)[:count]]
+
+
+def kill_worker_running(journal, choose, killed: set[int]) -> str:
+    """Wait for an assessment that ``choose`` picks (by genome hash) to be running; SIGKILL its worker."""
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        over = set(journal_entries(journal, "end"))
+        running = [
+            (h, pid) for h, pid in journal_entries(journal, "start") if (h, pid) not in over and pid not in killed
+        ]
+        fresh = [(h, pid) for h, pid in running if choose(h)]
+        if fresh:
+            os.kill(fresh[0][1], signal.SIGKILL)
+            killed.add(fresh[0][1])
+            return fresh[0][0]
+        time.sleep(0.01)
+    raise AssertionError("no assessment started")
+
+
+def test_crashed_workers_jobs_are_retried_a_doomed_one_fails_and_jobs_that_waited_never_fail(tmp_path):
+    """Four pool breaks while jobs wait in the queue (the old executor failed those after three): one killed
+    job runs again, and a job whose worker dies every time fails with its error after its two retries."""
+    journal, executor = tmp_path / "journal", ProcessExecutor(2, max_retries=2)
+    try:
+        jobs = synthetic_jobs(journal, 6)
+        doomed = Genome.parse(jobs[0].genome).hash()
+        futures = [executor.submit(job) for job in jobs]
+        killed: set[int] = set()
+        for _ in range(3):
+            kill_worker_running(journal, lambda h: h == doomed, killed)
+        unlucky = kill_worker_running(journal, lambda h: h != doomed, killed)
+        with pytest.raises(WorkerCrashed, match=r"died 3 times \(killed by signal 9\)"):
+            futures[0].result(timeout=60)
+        others = [future.result(timeout=60) for future in futures[1:]]
+    finally:
+        executor.close()
+    assert [r["genome"] for r in others] == [job.genome for job in jobs[1:]]
+    assert all(r["status"] == "ok" for r in others)
+    runs = Counter(h for h, _ in journal_entries(journal, "start"))
+    assert runs.pop(doomed) == 3 and runs.pop(unlucky) == 2 and set(runs.values()) == {1}
+
+
+def test_resume_with_retry_failed_runs_the_failed_evaluations_again(tmp_path, capsys):
+    from starlab.cli import main
+
+    run = tmp_path / "run"
+    config = SearchConfig(protocol="synthetic", depth=3, population=4, generations=1)
+    search = Search(run, make_executor("local"), config)
+    search.run()
+    search.close()
+    with RunStore(run) as store:  # make two stored evaluations failed ones, as a crash would have left them
+        victims = [e.hash for e in store.evaluations()[:2]]
+        store.db.execute(f"UPDATE evaluations SET status = 'failed' WHERE hash IN ({','.join('?' * 2)})", victims)
+    assert main(["evolve", "--resume", str(run)]) == 0 and "2 failed" in capsys.readouterr().out
+    assert main(["evolve", "--resume", str(run), "--retry-failed"]) == 0
+    out = capsys.readouterr().out
+    assert "(2 run now)" in out and "failed)" not in out
+    with RunStore(run) as store:
+        assert all(store.get_evaluation(h, "synthetic", 0).status == "ok" for h in victims)
+    assert main(["evolve", "--out", str(tmp_path / "new"), "--retry-failed"]) == 2
+    assert "--retry-failed goes with --resume" in capsys.readouterr().err
