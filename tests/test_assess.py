@@ -177,7 +177,15 @@ def test_evolve_report_export_load(tmp_path, capsys):
     run = tmp_path / "run"
     code, out, _ = run_cli(capsys, "evolve", "--out", str(run), "--protocol", "synthetic", "--population", "6",
                            "--generations", "2", "--seeds", "transformer++", "--objectives", "cache")  # fmt: skip
-    assert code == 0 and "final front (quality, cache" in out
+    assert code == 0 and "(quality = analytic stand-in (no training); lower is better)" in out
+    from starlab.report.summary import class_names, front_table, headlines
+    from starlab.store import load_run
+
+    saved = load_run(run)  # the command line says what the report says: the same front, classes by name
+    best = front_table(saved)[0]
+    assert best["genome"] in out and ", ".join(class_names(best["genome"])) in out
+    assert all(f"- {sentence}\n" in out for sentence in headlines(saved))
+    assert "than transformer++" in out
     code, out, _ = run_cli(capsys, "report", str(run))
     html = (run / "report.html").read_text()
     assert code == 0 and "data:image/png;base64," in html and "transformer++" in html

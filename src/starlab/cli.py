@@ -241,7 +241,7 @@ def _cost(seconds: float | None) -> str:
 
 
 def evolve(args: argparse.Namespace) -> None:
-    """Run (or resume) a search; prints the final front."""
+    """Run (or resume) a search; prints its Pareto front over all evaluations and the result in words."""
     from starlab.console import SearchProgress
     from starlab.evolve import Search, SearchConfig, make_executor
 
@@ -274,13 +274,34 @@ def evolve(args: argparse.Namespace) -> None:
     finally:
         progress.stop()
         executor.close()
-    objectives = search.config.objectives
-    rows = [{"rank": r, "genome": m["genome"], **{o: m[o] for o in objectives}} for r, m in enumerate(
-        sorted(summary.front, key=lambda m: m[objectives[0]]), start=1)]  # fmt: skip
-    print_table(f"final front ({', '.join(objectives)}; sizes relative to all-SA-1)", rows, list(rows[0]))
     failed = f", {summary.failed} failed" if summary.failed else ""
+    print_result(summary.directory)
     print(f"{summary.evaluations} evaluations ({summary.new_evaluations} run now{failed}) in {summary.seconds:.0f} s; "
           f"hypervolume {summary.hypervolume:.4f}; run directory {summary.directory}")  # fmt: skip
+
+
+#: The command line shows this many genomes of a front; the report shows them all.
+FRONT_ROWS = 12
+
+
+def print_result(directory) -> None:
+    """The run's front over all its evaluations (the report's), classes by name, then the headline sentences."""
+    from starlab.report.summary import front_table, headlines
+    from starlab.store import load_run
+
+    run = load_run(directory)
+    rows = [
+        {"rank": r["rank"], "genome": r["genome"], "classes": r["classes"], "quality": r["quality"],
+         "params": r["params"], "cache bytes": r["cache_bytes"], "baseline": r["baseline"] or ""}
+        for r in front_table(run)
+    ]  # fmt: skip
+    title = (f"Pareto front over all {len(run.successful)} successful evaluations "
+             f"(quality = {run.protocol.quality_meaning}; lower is better)")  # fmt: skip
+    print_table(title, rows[:FRONT_ROWS], list(rows[0]), wrap=("classes",))
+    if len(rows) > FRONT_ROWS:
+        print(f"... and {len(rows) - FRONT_ROWS} more on the front (starlab report {directory} shows all)")
+    for sentence in headlines(run):
+        print(f"- {sentence}")
 
 
 def _say_ignored(conflicts: dict) -> None:
@@ -295,11 +316,13 @@ def _say_ignored(conflicts: dict) -> None:
 def report(args: argparse.Namespace) -> None:
     from starlab.report.report import write_report
 
-    print(write_report(args.directory))
+    path = write_report(args.directory)
+    print_result(args.directory)
+    print(path)
 
 
 def export(args: argparse.Namespace) -> None:
-    """Export the rank-R genome of a run's final front as config.json + model.safetensors."""
+    """Export the rank-R genome of a run's Pareto front as config.json + model.safetensors."""
     from starlab.evolve.export import export_from_run
 
     path = export_from_run(
@@ -445,9 +468,9 @@ def add_evolution_commands(groups) -> None:
     rep.add_argument("directory")
     rep.set_defaults(handler=report)
 
-    exp = groups.add_parser("export", help="export a genome of a run's final front as a loadable model")
+    exp = groups.add_parser("export", help="export a genome of a run's Pareto front as a loadable model")
     exp.add_argument("directory")
-    exp.add_argument("--rank", type=positive_int, default=1, help="1 = best quality on the final front")
+    exp.add_argument("--rank", type=positive_int, default=1, help="1 = best quality on the Pareto front over all evaluations (the report's table)")
     exp.add_argument("--out", required=True)
     exp.add_argument("--vocab", type=positive_int, default=256, help="vocabulary of the exported model")
     exp.add_argument("--train-steps", type=int, default=0, help="train as a byte-level LM first (0: initial weights)")

@@ -1,7 +1,8 @@
-"""Export a genome of a run's final front as a model anyone can load with ``starlab.load``."""
+"""Export a genome of a run's Pareto front as a model anyone can load with ``starlab.load``."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -10,7 +11,7 @@ from starlab.assess import get_protocol
 from starlab.errors import Setting, SettingError
 from starlab.genome import Genome
 from starlab.liv import LIVConfig
-from starlab.model import Backbone
+from starlab.model import Backbone, check_model_fits
 from starlab.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, save
 from starlab.store import load_run
 from starlab.tasks.lm import lm_task
@@ -27,19 +28,23 @@ def export_from_run(
     seed: int = 0,
     force: bool = False,
 ) -> Path:
-    """Write ``config.json`` + ``model.safetensors`` for the ``rank``-th genome of the final front.
+    """Write ``config.json`` + ``model.safetensors`` for the ``rank``-th genome of the run's Pareto front
+    (over all its evaluations: the report's front table).
 
     Rank 1 is the best quality on the front. The model is built at the run's width; with ``train_steps`` it is
     first trained as a byte-level language model (on ``data`` or the bundled corpus), otherwise the weights
     are its seeded initialisation. The config records the genome, its run objectives and where it came from.
     """
+    if isinstance(train_steps, bool) or not isinstance(train_steps, int) or train_steps < 0:
+        template = "{0} must be an integer >= 0 (0: the initial weights), got {1!r}"
+        raise SettingError(template, Setting("train_steps"), train_steps)
     if not force and any((Path(out) / name).exists() for name in (CONFIG_FILE, WEIGHTS_FILE)):
         template = "{0} already holds an exported model; choose another {1} or pass {2} to overwrite it"
         raise SettingError(template, out, Setting("out"), Setting("force"))
     run = load_run(directory)
     front = run.front
     if not 1 <= rank <= len(front):
-        template = "{0} must be in 1..{1} (the size of the final front), got {2}"
+        template = "{0} must be in 1..{1} (the size of the Pareto front), got {2}"
         raise SettingError(template, Setting("rank"), len(front), rank)
     member = front[rank - 1]
     protocol = get_protocol(run.config["protocol"])
@@ -59,7 +64,14 @@ def export_from_run(
 
 def _train_language_model(genome: Genome, width: int, liv_config: LIVConfig, steps: int, data: str | None, seed: int):
     task = lm_task(data, seq_len=128)
+    try:  # weights, gradients and AdamW's moments, before the model is built and trained
+        check_model_fits(genome, width, task.vocab_size, config=liv_config, training=True)
+    except ValueError as error:
+        raise SettingError("{0}; export it untrained (without {1})", str(error), Setting("train_steps")) from None
     model = Backbone(genome, width, task.vocab_size, liv_config)
     config = TrainConfig(lr=3e-3, max_steps=steps, batch_size=16, warmup_steps=steps // 10, min_lr=3e-4, seed=seed)
     result = train(model, task, config)
-    return model, result.metrics.get("perplexity")
+    perplexity = result.metrics.get("perplexity")
+    # config.json is strict JSON (no NaN or Infinity): a perplexity that is not a finite number is not recorded
+    finite = isinstance(perplexity, (int, float)) and math.isfinite(perplexity)
+    return model, perplexity if finite else None
