@@ -423,10 +423,12 @@ def test_resuming_names_the_flags_it_ignores(tmp_path, capsys):
     assert final_population(tmp_path / "run") == before
 
 
-@pytest.mark.parametrize("executor", ["local", "process"])
+@pytest.mark.parametrize("executor", ["local", "process", "ray"])
 def test_ctrl_c_stops_in_one_line_and_leaves_a_consistent_store(tmp_path, executor):
     """SIGINT to the whole process group, as a terminal's Ctrl-C sends it (workers included). Resuming an
     interrupted run is the SIGKILL test's subject; here the store must be intact and the run unfinished."""
+    if executor == "ray":
+        pytest.importorskip("ray")
     run = tmp_path / "run"
     argv = [sys.executable, "-m", "starlab.cli", "evolve", "--protocol", "tiny", "--population", "4",
             "--generations", "0", "--depth", "2", "--executor", executor, "--workers", "2"]  # fmt: skip
@@ -441,12 +443,23 @@ def test_ctrl_c_stops_in_one_line_and_leaves_a_consistent_store(tmp_path, execut
     assert "Traceback" not in err and err.strip().splitlines()[-1] == (
         f"starlab: interrupted; resume with `starlab evolve --resume {run}`"
     )
+    assert _left_behind(victim.pid) == []  # workers (and Ray's processes) stopped with it
     with sqlite3.connect(run / "run.sqlite") as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     with RunStore(run) as store:
         evaluations = store.evaluations()  # every stored row reads back as a valid record
         assert 1 <= len(evaluations) <= 4 and not store.get_meta("finished")
         assert all(e.status == "ok" for e in evaluations)  # nothing stored as failed because it was stopped
+
+
+def _left_behind(session: int, patience_s: float = 10) -> list[str]:
+    """The processes still alive in ``session`` once they had ``patience_s`` to exit."""
+    deadline = time.time() + patience_s
+    while True:
+        alive = subprocess.run(["pgrep", "-s", str(session)], capture_output=True, text=True).stdout.split()
+        if not alive or time.time() > deadline:
+            return alive
+        time.sleep(0.2)
 
 
 def _stored(run) -> int:

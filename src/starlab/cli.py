@@ -470,7 +470,7 @@ def add_evolution_commands(groups) -> None:
 
     exp = groups.add_parser("export", help="export a genome of a run's Pareto front as a loadable model")
     exp.add_argument("directory")
-    exp.add_argument("--rank", type=positive_int, default=1, help="1 = best quality on the Pareto front over all evaluations (the report's table)")
+    exp.add_argument("--rank", type=positive_int, default=1, help="1 = best quality on the run's Pareto front")
     exp.add_argument("--out", required=True)
     exp.add_argument("--vocab", type=positive_int, default=256, help="vocabulary of the exported model")
     exp.add_argument("--train-steps", type=int, default=0, help="train as a byte-level LM first (0: initial weights)")

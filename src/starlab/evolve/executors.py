@@ -14,17 +14,19 @@ from __future__ import annotations
 import os
 import queue
 import signal
+import socket
 import threading
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import partial
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
 from typing import Any, Protocol
 
 from starlab import runtime
 from starlab.assess import assess, get_protocol
+from starlab.errors import Setting, SettingError
 from starlab.genome import Genome
 
 EXECUTORS = ("local", "process", "ray")
@@ -97,7 +99,7 @@ class ProcessExecutor:
 
     def __init__(self, workers: int, threads: int | None = 1, max_retries: int = 2) -> None:
         self.workers, self.threads, self.max_retries = workers, threads, max_retries
-        self.context = get_context("spawn")
+        self.context = _worker_context()
         self.started = self.context.Array("q", workers, lock=False)  # slot -> pid of the worker running its job
         self.events: queue.SimpleQueue = queue.SimpleQueue()
         self.waiting: deque[_Task] = deque()
@@ -193,6 +195,17 @@ class ProcessExecutor:
             process.join()
 
 
+def _worker_context() -> Any:
+    """Workers forked from a fork server that imported starlab once (a replaced worker starts in milliseconds,
+    not the seconds torch takes to import), where the platform has one; spawned otherwise. Never plain fork:
+    the parent runs threads (the dispatcher, torch's), and forking a threaded process can deadlock."""
+    if "forkserver" not in get_all_start_methods():
+        return get_context("spawn")
+    context = get_context("forkserver")
+    context.set_forkserver_preload(["starlab.evolve.executors"])
+    return context
+
+
 _STARTED: Any = None  # in a worker: the executor's slot -> pid table
 
 
@@ -235,17 +248,44 @@ class RayExecutor:
             raise ValueError("the ray executor needs Ray: pip install 'starlab[ray]'") from None
         self.ray = ray
         if not ray.is_initialized():
+            if address:
+                _check_reachable(address)
             local = {} if address else {"num_cpus": (workers or 1) * threads, "include_dashboard": False}
-            ray.init(address=address, log_to_driver=False, **local)
+            try:
+                ray.init(address=address, log_to_driver=False, **local)
+            except ConnectionError as error:
+                raise SettingError("cannot connect to the Ray cluster at {0}: {1}", address, error) from None
         options = {"num_cpus": threads, "num_gpus": gpus, "max_retries": max_retries, "retry_exceptions": False}
         self.remote = ray.remote(_ray_job).options(**options)
         self.threads = threads
+        self.running: set[Any] = set()  # object refs of unfinished tasks, cancelled on close
 
     def submit(self, job: EvalJob) -> Future:
-        return self.remote.remote(job, self.threads).future()
+        ref = self.remote.remote(job, self.threads)
+        self.running.add(ref)
+        future = ref.future()
+        future.add_done_callback(lambda _: self.running.discard(ref))  # a finished ref is not held on to
+        return future
 
     def close(self) -> None:
+        """Cancel the tasks still running (an interrupted search leaves no work behind), then disconnect."""
+        for ref in list(self.running):
+            self.ray.cancel(ref, force=True)
         self.ray.shutdown()
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Refuse in seconds an address where nothing listens: Ray itself would retry it for minutes."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if address == "auto" or not port.isdigit():
+        return  # 'auto' and other forms are Ray's to resolve; it fails fast on them
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s).close()
+    except OSError as error:
+        raise SettingError(
+            "cannot reach a Ray cluster at {0} ({1}); start one (ray start --head) or check {2}",
+            address, error.strerror or error, Setting("ray_address"),
+        ) from None  # fmt: skip
 
 
 def _ray_job(job: EvalJob, threads: int) -> dict:

@@ -19,32 +19,27 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from starlab.genome import Genome
-from starlab.liv import LIV, LIVConfig, State, build_featurizer, build_liv, check_width
+from starlab.liv import LIVConfig, State, check_width
+from starlab.model.memory import check_model_fits
+from starlab.model.slots import build_slots
+from starlab.model.validation import (
+    check_genome,
+    check_liv_config,
+    check_max_positions,
+    check_tie_embeddings,
+    check_vocab_size,
+)
 
-
-def build_slots(genome: Genome, width: int, config: LIVConfig) -> list[LIV]:
-    """One LIV per slot, in slot order, wired for the genome's featurizer and feature-group sharing.
-
-    A shared featurizer is created just before its group's first slot, so parameters are drawn from the
-    random stream in the same order as without sharing; relabelled genomes therefore build identical models.
-    """
-    leaders, sources = genome.featurizer_leaders(), genome.feature_sources()
-    reuses = [source is not None and source != index for index, source in enumerate(sources)]
-    featurizers: dict[int, Any] = {}
-    livs = []
-    for index, slot in enumerate(genome.slots):
-        leader = leaders[index]
-        if leader == index:
-            members = [i for i, lead in enumerate(leaders) if lead == leader]
-            cached = not all(reuses[i] for i in members)  # build the cached side if any member computes it
-            featurizers[leader] = build_featurizer(slot.cls, width, config, cached=cached)
-        featurizer = featurizers.get(leader) if leader is not None else None
-        livs.append(build_liv(slot.cls, width, config, featurizer=featurizer, reuse_features=reuses[index]))
-    return livs
+__all__ = ["Backbone", "build_slots", "sample"]
 
 
 class Backbone(nn.Module):
-    """Language model over ``vocab_size`` tokens with the architecture of ``genome`` at ``width``."""
+    """Language model over ``vocab_size`` tokens with the architecture of ``genome`` at ``width``.
+
+    Every argument is checked first (one-line ``ValueError``s), and a build off the meta device checks that
+    the model fits in the memory of the default device before anything is allocated
+    (:func:`starlab.model.memory.check_model_fits`).
+    """
 
     def __init__(
         self,
@@ -56,13 +51,18 @@ class Backbone(nn.Module):
         max_positions: int | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 2:
-            raise ValueError(f"vocab_size must be an integer >= 2, got {vocab_size!r}")
+        vocab_size = check_vocab_size(vocab_size)
         #: the canonical genome: relabelled group ids and no-op sharing build the same model
-        self.genome = genome.validate().canonical()
-        genome = self.genome
+        self.genome = genome = check_genome(genome)
         self.width, self.vocab_size = check_width(width), vocab_size
-        self.config = config or LIVConfig()
+        self.config = check_liv_config(LIVConfig() if config is None else config)
+        tie_embeddings, max_positions = check_tie_embeddings(tie_embeddings), check_max_positions(max_positions)
+        device = torch.get_default_device()
+        if device.type != "meta":  # a meta build (sizes only) allocates nothing; a real one must fit first
+            check_model_fits(
+                genome, width, vocab_size, device, self.config,
+                tie_embeddings=tie_embeddings, max_positions=max_positions,
+            )  # fmt: skip
         sources = genome.feature_sources()
         #: slot -> the earlier slot whose cached features it reuses (feature-group sharing)
         self.feature_source = {i: src for i, src in enumerate(sources) if src is not None and src != i}
