@@ -255,7 +255,10 @@ def test_bad_run_directories_and_configs_are_one_line_errors(tmp_path):
         ({"algorithm": "pso"}, "algorithm = 'pso' must be one of nsga2, ga, firefly"),
         ({"objectives": ("quality", "latency")}, "objectives must be distinct names"),
         ({"protocol": "nope"}, "unknown protocol 'nope'"),
-        ({"population": 2}, "population = 2 must be an integer >= 4"),
+        ({"population": 2}, "population = 2 must be an integer in 4..4096"),
+        ({"population": 10**9}, "population = 1000000000 must be an integer in 4..4096"),
+        ({"depth": 10**6}, "depth = 1000000 must be an integer in 1..256"),
+        ({"width": 200_000}, "the largest depth-4 genome at width 200000 .* could need up to .* TB to train"),
         ({"top_k": 2}, "top_k needs expensive_protocol"),
         ({"seeds": "zzz"}, "zzz"),
         ({"seed": -1}, "seed = -1 must be a non-negative integer"),
@@ -264,7 +267,10 @@ def test_bad_run_directories_and_configs_are_one_line_errors(tmp_path):
         ({"protocol_settings": ["size"]}, "protocol_settings = \\['size'\\] must be dict"),
         ({"width": True}, "width = True must be int or null"),
         ({"width": 7}, "width must be a positive multiple of 8, got 7"),
-        ({"seeds": ("transformer++",), "depth": 3}, "preset depth must be an even integer"),
+        (
+            {"seeds": ("transformer++",), "depth": 3},
+            "seed genome transformer\\+\\+ cannot be built at depth 3 \\(preset depth must be an even integer",
+        ),
         ({"seeds": ("11111-91111",), "depth": 3}, "seed genome 11111-91111 has 2 slots; this search uses depth 3"),
     ]:
         with pytest.raises(ValueError, match=message):

@@ -85,7 +85,8 @@ def test_errors_name_slot_field_and_allowed_values(text, message):
         ('{"slots": [[1.0, 1, 1, 1, 1]]}', "slot 1, field 'class': expected an integer"),
         ('{"format": "other", "slots": []}', "'format' must be 'starlab-genome'"),
         ('{"genes": []}', "needs a 'slots' list"),
-        ("[]", "at least one slot"),
+        ("[]", r"a genome has 1\.\.256 slots, got 0"),
+        ("[" + ",".join(["[9,1,1,1,1]"] * 257) + "]", r"a genome has 1\.\.256 slots, got 257"),
         ("{", "not valid JSON"),
         ("42", "must be an object with 'slots' or a list"),
     ],
@@ -149,8 +150,10 @@ def test_random_genomes_are_valid_and_seeded():
     assert random_genome(10, 3) != random_genome(10, 4)
     for seed in range(50):
         assert random_genome(7, seed).validate()
-    with pytest.raises(ValueError, match="depth must be a positive integer"):
-        random_genome(0)
+    for depth in (0, 257):
+        with pytest.raises(ValueError, match=r"depth must be an integer in 1\.\.256"):
+            random_genome(depth)
+    assert len(random_genome(256, 0)) == 256
 
 
 def test_presets():

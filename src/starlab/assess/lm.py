@@ -40,6 +40,10 @@ class LMProtocol(Protocol):
     requires_data: bool = False
 
     @property
+    def vocab_bound(self) -> int:
+        return self.vocab_size or 256
+
+    @property
     def worst_quality(self) -> float:
         """The perplexity of a uniform guess over the vocabulary."""
         return float(self.vocab_size or 256)

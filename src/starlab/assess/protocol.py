@@ -73,6 +73,12 @@ class Protocol(ABC):
         hypervolume reference point's quality coordinate."""
         return 1.0
 
+    @property
+    def vocab_bound(self) -> int:
+        """The largest vocabulary a model of this protocol has: an upper bound for memory checks before a
+        search starts (the synthetic and algorithmic tasks here stay below it)."""
+        return 512
+
     @abstractmethod
     def run(
         self, genome: Genome, width: int, seed: int, device: torch.device, progress: Progress | None = None

@@ -43,10 +43,15 @@ from starlab.evolve.algorithms import ALGORITHMS, make_algorithm
 from starlab.evolve.executors import EvalJob, Executor
 from starlab.evolve.presets import search_preset
 from starlab.evolve.problem import GenomeProblem
-from starlab.genome import PRESETS, Genome, resolve
+from starlab.genome import MAX_SLOTS, PRESETS, Genome, resolve
 from starlab.liv import check_width
+from starlab.model import check_largest_model_fits
 from starlab.status import Status
 from starlab.store import Generation, RunLock, RunStore, StoreError
+
+#: The largest population: pymoo's non-dominated sorting is quadratic in it, and a generation of more
+#: genomes than this is more evaluations than any budget here affords (a typo, not a search).
+MAX_POPULATION = 4096
 
 
 @dataclass(frozen=True)
@@ -84,9 +89,9 @@ class SearchConfig:
         object.__setattr__(self, "weights", tuple(self.weights))
         checks = {
             "algorithm": (self.algorithm in ALGORITHMS, f"one of {', '.join(ALGORITHMS)}"),
-            "depth": (self.depth >= 1, "a positive integer"),
+            "depth": (1 <= self.depth <= MAX_SLOTS, f"an integer in 1..{MAX_SLOTS}"),
             "seed": (self.seed >= 0, "a non-negative integer"),
-            "population": (self.population >= 4, "an integer >= 4"),
+            "population": (4 <= self.population <= MAX_POPULATION, f"an integer in 4..{MAX_POPULATION}"),
             "generations": (self.generations >= 0, "an integer >= 0"),
             "mutation_prob": (0 <= self.mutation_prob <= 1, "in [0, 1]"),
             "elites": (0 <= self.elites < self.population, "in 0..population-1"),
@@ -102,7 +107,9 @@ class SearchConfig:
         object.__setattr__(self, "protocol_settings", dict(self.protocol_settings))
         if self.width is not None:
             check_width(self.width)
-        self.search_protocol()
+        protocol = self.search_protocol()
+        width = self.width or protocol.width
+        check_largest_model_fits(self.depth, width, protocol.vocab_bound, config=protocol.config, training=True)
         self.seed_genomes()
         if self.expensive_protocol is not None:
             get_protocol(self.expensive_protocol).with_data(self.data)

@@ -33,6 +33,9 @@ FIELDS = ("class", "featurizer_group", "featurizer_strategy", "feature_group", "
 NO_SHARING, SHARING = 1, 2
 STRATEGIES = (NO_SHARING, SHARING)
 JSON_FORMAT = "starlab-genome"
+#: The deepest backbone a genome describes. Ten times the paper's deepest (24 slots) and beyond what any
+#: assessment here trains in reasonable time; a bound that turns a typo (``--depth 1000000``) into an error.
+MAX_SLOTS = 256
 
 
 class Slot(NamedTuple):
@@ -73,8 +76,8 @@ class Genome:
     def from_slots(cls, slots: Iterable[Sequence[int]], repair: bool = False) -> Genome:
         """Check ranges (and, unless ``repair``, sharing compatibility) of a list of 5-integer slots."""
         raw = list(slots)
-        if not raw:
-            raise ValueError("a genome needs at least one slot")
+        if not 1 <= len(raw) <= MAX_SLOTS:
+            raise ValueError(f"a genome has 1..{MAX_SLOTS} slots, got {len(raw)}")
         ranges = gene_ranges(len(raw))
         checked = []
         for index, values in enumerate(raw, start=1):
@@ -243,8 +246,8 @@ _SHARING_KINDS = (
 
 def random_genome(depth: int, rng: np.random.Generator | int | None = None) -> Genome:
     """A uniformly random in-range genome of ``depth`` slots, repaired to validity."""
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-        raise ValueError(f"depth must be a positive integer, got {depth!r}")
+    if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= MAX_SLOTS:
+        raise ValueError(f"depth must be an integer in 1..{MAX_SLOTS}, got {depth!r}")
     rng = np.random.default_rng(rng)
     ranges = gene_ranges(depth)
     ids = class_ids()

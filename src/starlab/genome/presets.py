@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from starlab.errors import Setting, SettingError
-from starlab.genome.genome import Genome
+from starlab.genome.genome import MAX_SLOTS, Genome
 from starlab.liv.pool import get_class
 
 ATTENTION_FRACTION = 0.25
@@ -55,8 +55,10 @@ def preset(name: str, depth: int = DEFAULT_DEPTH) -> Genome:
     key = name.strip().lower()
     if key not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 2 or depth % 2:
-        raise ValueError(f"preset depth must be an even integer >= 2 (mixer + GMemless pairs), got {depth!r}")
+    if isinstance(depth, bool) or not isinstance(depth, int) or not 2 <= depth <= MAX_SLOTS or depth % 2:
+        raise ValueError(
+            f"preset depth must be an even integer in 2..{MAX_SLOTS} (mixer + GMemless pairs), got {depth!r}"
+        )
     return _pairs(PRESETS[key](depth // 2))
 
 
