@@ -1,5 +1,6 @@
 """The command line: JSON shapes, tables, and one-line errors."""
 
+import argparse
 import json
 import re
 import subprocess
@@ -80,11 +81,39 @@ def test_console_script_entry_point():
     assert len(json.loads(result.stdout)) == 17
 
 
-@pytest.mark.parametrize("argv", [["liv"], ["liv", "list", "--width", "abc"], ["nonsense"]])
-def test_argument_errors_exit_2(argv, capsys):
+@pytest.mark.parametrize(
+    ("argv", "command", "message"),
+    [
+        (["liv"], "starlab liv", "the following arguments are required: command"),
+        (["liv", "list", "--width", "abc"], "starlab liv list", "argument --width: expected a positive integer"),
+        (["nonsense"], "starlab", "argument group: invalid choice: 'nonsense'"),
+        (["evolve", "--preset", "demo"], "starlab evolve", "one of the arguments --out --resume is required"),
+    ],
+)
+def test_argument_errors_are_one_line_naming_the_command(argv, command, message, capsys):
     with pytest.raises(SystemExit) as info:
         main(argv)
-    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1 and "usage:" not in err
+    assert err.startswith(f"starlab: error: {message}") and err.endswith(f"(see {command} --help)\n")
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    def commands(parser, path=("starlab",)):
+        yield path, parser
+        for action in parser._actions:  # argparse keeps sub-commands here and nowhere public
+            for name, sub in getattr(action, "choices", None).items() if isinstance(action.choices, dict) else ():
+                yield from commands(sub, (*path, name))
+
+    from starlab.cli import build_parser
+
+    silent = [
+        f"{' '.join(path)} {action.option_strings or action.dest}"
+        for path, parser in commands(build_parser())
+        for action in parser._actions
+        if not action.help and not isinstance(action, argparse._SubParsersAction)
+    ]
+    assert silent == []
 
 
 def test_runtime_keeps_freed_memory_on_linux():

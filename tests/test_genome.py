@@ -169,3 +169,7 @@ def test_presets():
         preset("mamba", 5)
     with pytest.raises(ValueError, match="depth applies to presets only"):
         resolve("11111", depth=4)
+    with pytest.raises(ValueError, match=r"'llama' is neither a genome preset \(transformer\+\+, .*\) nor a genome"):
+        resolve("llama")
+    with pytest.raises(ValueError, match=r"^slot 2: expected 5 digits"):  # digits only: a genome, mistyped
+        resolve("11111-9111")

@@ -11,6 +11,7 @@ import json
 import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from starlab import runtime
 from starlab.console import print_table, status
@@ -334,10 +335,21 @@ def export(args: argparse.Namespace) -> None:
 # ---- parser ------------------------------------------------------------------------------------------
 
 
+JSON_HELP = "print JSON instead of a table"
+REPAIR_HELP = "repair incompatible sharing instead of failing"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with starlab's error form: one line on stderr, naming the command, and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"starlab: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from starlab.assess import CACHE_LENGTH
 
-    parser = argparse.ArgumentParser(prog="starlab", description=__doc__.splitlines()[0])
+    parser = Parser(prog="starlab", description=__doc__.splitlines()[0])
     groups = parser.add_subparsers(dest="group", required=True)
 
     liv = groups.add_parser("liv", help="the LIV operator pool").add_subparsers(dest="command", required=True)
@@ -351,23 +363,25 @@ def build_parser() -> argparse.ArgumentParser:
     genome_help = "a genome (11111-91111-...), a JSON document or .json file, or a preset name"
     show = genome.add_parser("show", help="per-slot parameters and cache of a genome or preset")
     show.add_argument("genome", help=genome_help)
-    show.add_argument("--width", type=positive_int, default=768)
+    show.add_argument("--width", type=positive_int, default=768, help="model width (default 768)")
     show.add_argument("--depth", type=positive_int, help="depth of a preset (default 24)")
-    show.add_argument("--seq-len", type=positive_int, default=CACHE_LENGTH)
+    show.add_argument(
+        "--seq-len", type=positive_int, default=CACHE_LENGTH, help=f"tokens for the cache (default {CACHE_LENGTH})"
+    )
     show.add_argument("--vocab", type=positive_int, default=50257, help="vocabulary size (default: GPT-2's)")
-    show.add_argument("--repair", action="store_true", help="repair incompatible sharing instead of failing")
-    show.add_argument("--json", action="store_true")
+    show.add_argument("--repair", action="store_true", help=REPAIR_HELP)
+    show.add_argument("--json", action="store_true", help=JSON_HELP)
     show.set_defaults(handler=genome_show)
     rand = genome.add_parser("random", help="a random valid genome")
-    rand.add_argument("--depth", type=positive_int, required=True)
-    rand.add_argument("--seed", type=int, default=0)
-    rand.add_argument("--json", action="store_true")
+    rand.add_argument("--depth", type=positive_int, required=True, help="number of slots")
+    rand.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    rand.add_argument("--json", action="store_true", help=JSON_HELP)
     rand.set_defaults(handler=genome_random)
     diagram = genome.add_parser("diagram", help="draw a genome as coloured blocks with sharing arcs")
     diagram.add_argument("genome", help=genome_help)
     diagram.add_argument("-o", "--output", required=True, help="output image (.png, .svg, .pdf)")
     diagram.add_argument("--depth", type=positive_int, help="depth of a preset (default 24)")
-    diagram.add_argument("--repair", action="store_true")
+    diagram.add_argument("--repair", action="store_true", help=REPAIR_HELP)
     diagram.set_defaults(handler=genome_diagram)
     add_assessment_commands(groups, genome_help)
     add_evolution_commands(groups)
@@ -377,11 +391,11 @@ def build_parser() -> argparse.ArgumentParser:
 def add_genome_arguments(parser: argparse.ArgumentParser, genome_help: str, depth: int) -> None:
     parser.add_argument("genome", help=genome_help)
     parser.add_argument("--depth", type=positive_int, default=None, help=f"depth of a preset (default {depth})")
-    parser.add_argument("--repair", action="store_true", help="repair incompatible sharing instead of failing")
+    parser.add_argument("--repair", action="store_true", help=REPAIR_HELP)
     parser.add_argument("--width", type=positive_int, help="model width (default: the protocol's)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation and data order (default 0)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help=JSON_HELP)
     parser.set_defaults(default_depth=depth)
 
 
@@ -393,14 +407,21 @@ def add_assessment_commands(groups, genome_help: str) -> None:
 
     mad_parser = groups.add_parser("mad", help="assess a genome on the MAD synthetic suite")
     add_genome_arguments(mad_parser, genome_help, 4)
-    mad_parser.add_argument("--protocol", default="quick", choices=protocol_names("mad"))
+    mad_parser.add_argument(
+        "--protocol",
+        default="quick",
+        choices=protocol_names("mad"),
+        help="MAD protocol (default quick; starlab protocols --kind mad)",
+    )
     mad_parser.add_argument("--tasks", nargs="+", metavar="TASK", help=f"subset of: {', '.join(MAD_TASKS)}")
     mad_parser.set_defaults(handler=mad)
 
     algo_parser = groups.add_parser("algo", help="train a genome on an algorithmic task (random transformers)")
     add_genome_arguments(algo_parser, genome_help, 4)
-    algo_parser.add_argument("--task", required=True, choices=list(ALGORITHMIC_TASKS))
-    algo_parser.add_argument("--size", default="cpu", choices=["cpu", "paper"])
+    algo_parser.add_argument("--task", required=True, choices=list(ALGORITHMIC_TASKS), help="the algorithmic task")
+    algo_parser.add_argument(
+        "--size", default="cpu", choices=["cpu", "paper"], help="task size: cpu (minutes) or the paper's (default cpu)"
+    )
     algo_parser.add_argument("--embedding-only", action="store_true", help="train only embeddings and unembedding")
     algo_parser.add_argument("--no-positions", action="store_true", help="no learned absolute positions")
     algo_parser.add_argument("--steps", type=positive_int, help="training steps (default: the task's budget)")
@@ -409,16 +430,25 @@ def add_assessment_commands(groups, genome_help: str) -> None:
     lm_parser = groups.add_parser("lm", help="train a genome as a language model; report perplexity")
     add_genome_arguments(lm_parser, genome_help, 4)
     lm_parser.add_argument("--data", help="text file, directory, .jsonl or .parquet (default: bundled corpus)")
-    lm_parser.add_argument("--protocol", default="lm-quick", choices=protocol_names("lm"))
-    lm_parser.add_argument("--tokenizer", choices=["byte", "bpe"])
+    lm_parser.add_argument(
+        "--protocol",
+        default="lm-quick",
+        choices=protocol_names("lm"),
+        help="LM protocol (default lm-quick; starlab protocols --kind lm)",
+    )
+    lm_parser.add_argument(
+        "--tokenizer",
+        choices=["byte", "bpe"],
+        help="byte-level or a BPE trained on the corpus (default: the protocol's)",
+    )
     lm_parser.add_argument("--vocab-size", type=positive_int, default=DEFAULT_BPE_VOCAB, help="BPE vocabulary")
-    lm_parser.add_argument("--steps", type=positive_int)
-    lm_parser.add_argument("--seq-len", type=positive_int)
+    lm_parser.add_argument("--steps", type=positive_int, help="training steps (default: the protocol's)")
+    lm_parser.add_argument("--seq-len", type=positive_int, help="training sequence length (default: the protocol's)")
     lm_parser.set_defaults(handler=lm)
 
     listing = groups.add_parser("protocols", help="list the assessment protocols: what each trains and costs")
     listing.add_argument("--kind", choices=KINDS, help="only protocols of this kind")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help=JSON_HELP)
     listing.set_defaults(handler=protocols)
 
 
@@ -444,20 +474,32 @@ def add_evolution_commands(groups) -> None:
         metavar="KEY=VALUE",
         help="change one setting of the protocol, e.g. size=paper or embedding_only=true (repeatable)",
     )
-    ev.add_argument("--algorithm", choices=list(ALGORITHMS))
+    ev.add_argument(
+        "--algorithm", choices=list(ALGORITHMS), help="evolutionary algorithm (default: the preset's, nsga2)"
+    )
     ev.add_argument("--objectives", help=f"comma-separated from {','.join(OBJECTIVES)}, or one of the paper's "
                     f"searches: {'|'.join(OBJECTIVE_PRESETS)}")  # fmt: skip
-    ev.add_argument("--population", type=positive_int)
-    ev.add_argument("--generations", type=int)
-    ev.add_argument("--depth", type=positive_int)
-    ev.add_argument("--width", type=positive_int)
-    ev.add_argument("--seed", type=int)
+    ev.add_argument("--population", type=positive_int, help="genomes per generation (4..4096; default: the preset's)")
+    ev.add_argument("--generations", type=int, help="generations after the initial population (default: the preset's)")
+    ev.add_argument("--depth", type=positive_int, help="slots per genome (1..256; default: the preset's)")
+    ev.add_argument("--width", type=positive_int, help="model width (default: the protocol's)")
+    ev.add_argument("--seed", type=int, help="seed of the search and of every evaluation (default 0)")
     ev.add_argument("--seeds", help="comma-separated genomes or presets for the initial population")
     ev.add_argument("--top-k", type=int, help="multi-fidelity: re-assess this many per generation")
     ev.add_argument("--expensive-protocol", choices=names, metavar="NAME", help="multi-fidelity: protocol of the top-k")
     ev.add_argument("--data", help="corpus for lm-* protocols")
-    ev.add_argument("--executor", default="local", choices=list(EXECUTORS))
-    ev.add_argument("--workers", type=positive_int, default=1)
+    ev.add_argument(
+        "--executor",
+        default="local",
+        choices=list(EXECUTORS),
+        help="where evaluations run: this process (default), worker processes, or Ray",
+    )
+    ev.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        help="worker processes (process executor) or local Ray CPUs (default 1)",
+    )
     ev.add_argument("--threads", type=positive_int, help="torch threads per worker")
     ev.add_argument("--ray-address", help="Ray cluster address (default: start Ray locally)")
     ev.add_argument("--gpus", type=float, default=0, help="GPUs per Ray task")
@@ -465,17 +507,17 @@ def add_evolution_commands(groups) -> None:
     ev.set_defaults(handler=evolve)
 
     rep = groups.add_parser("report", help="write report.html and figures for a run")
-    rep.add_argument("directory")
+    rep.add_argument("directory", help="a run directory (evolve --out)")
     rep.set_defaults(handler=report)
 
     exp = groups.add_parser("export", help="export a genome of a run's Pareto front as a loadable model")
-    exp.add_argument("directory")
+    exp.add_argument("directory", help="a run directory (evolve --out)")
     exp.add_argument("--rank", type=positive_int, default=1, help="1 = best quality on the run's Pareto front")
-    exp.add_argument("--out", required=True)
+    exp.add_argument("--out", required=True, help="directory for config.json and model.safetensors")
     exp.add_argument("--vocab", type=positive_int, default=256, help="vocabulary of the exported model")
     exp.add_argument("--train-steps", type=int, default=0, help="train as a byte-level LM first (0: initial weights)")
     exp.add_argument("--data", help="corpus for --train-steps (default: bundled corpus)")
-    exp.add_argument("--seed", type=int, default=0)
+    exp.add_argument("--seed", type=int, default=0, help="seed of the weights (and of training; default 0)")
     exp.add_argument("--force", action="store_true", help="overwrite a model already exported to --out")
     exp.set_defaults(handler=export)
 

@@ -76,4 +76,11 @@ def resolve(text: str, depth: int | None = None, repair: bool = False) -> Genome
         return Genome.from_json(path.read_text(), repair=repair)
     if depth is not None:
         raise SettingError("{0} applies to presets only; a genome's text fixes its depth", Setting("depth"))
-    return Genome.parse(stripped, repair=repair)
+    try:
+        return Genome.parse(stripped, repair=repair)
+    except ValueError as error:
+        if any(c.isalpha() for c in stripped):  # meant as a name, most likely
+            raise ValueError(
+                f"{stripped!r} is neither a genome preset ({', '.join(PRESETS)}) nor a genome ({error})"
+            ) from None
+        raise
