@@ -182,3 +182,36 @@ def test_resume_with_retry_failed_runs_the_failed_evaluations_again(tmp_path, ca
         assert all(store.get_evaluation(h, "synthetic", 0).status == "ok" for h in victims)
     assert main(["evolve", "--out", str(tmp_path / "new"), "--retry-failed"]) == 2
     assert "--retry-failed goes with --resume" in capsys.readouterr().err
+
+
+def test_evaluations_that_finished_when_ctrl_c_came_are_stored(tmp_path, monkeypatch):
+    """Ctrl-C while waiting for results: whatever had finished by then is committed before the search stops."""
+    from concurrent.futures import Future
+
+    import starlab.evolve.search as search_module
+    from starlab.evolve.executors import run_job
+
+    submitted = []
+
+    class Deferred:  # an executor whose jobs finish later, while the search waits
+        def submit(self, job):
+            submitted.append((Future(), job))
+            return submitted[-1][0]
+
+        def close(self):
+            pass
+
+    def finish_all_but_the_first_then_ctrl_c(futures):
+        for future, job in submitted[1:]:
+            future.set_result(run_job(job))
+        raise KeyboardInterrupt
+        yield
+
+    genomes = [random_genome(4, seed).canonical() for seed in range(4)]
+    search = Search(tmp_path / "run", Deferred(), SearchConfig(protocol="synthetic", depth=4, seeds=()))
+    monkeypatch.setattr(search_module, "as_completed", finish_all_but_the_first_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        search.evaluate(genomes, "synthetic")
+    stored = {e.hash for e in search.store.evaluations()}
+    search.close()
+    assert len(submitted) == 4 and stored == {g.hash() for g in genomes[1:]}  # the finished three, not the other
