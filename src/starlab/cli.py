@@ -194,10 +194,13 @@ def algo(args: argparse.Namespace) -> None:
 def lm(args: argparse.Namespace) -> None:
     """Train a genome as a language model on local text (or the bundled corpus); report perplexity."""
     from starlab.assess import get_protocol
+    from starlab.tasks.tokenizer import DEFAULT_BPE_VOCAB
 
     changes = {k: v for k, v in (("steps", args.steps), ("seq_len", args.seq_len)) if v is not None}
     if args.tokenizer:
-        changes.update(tokenizer=args.tokenizer, vocab_size=args.vocab_size if args.tokenizer == "bpe" else None)
+        changes.update(tokenizer=args.tokenizer, vocab_size=DEFAULT_BPE_VOCAB if args.tokenizer == "bpe" else None)
+    if args.vocab_size is not None:  # the protocol refuses one its tokenizer cannot have
+        changes["vocab_size"] = args.vocab_size
     protocol = get_protocol(args.protocol).with_data(args.data).with_settings(**changes)
     result = _assess(args, protocol, f"training as a language model ({protocol.name}):")
     report = {
@@ -254,7 +257,8 @@ def evolve(args: argparse.Namespace) -> None:
         "objectives": args.objectives, "seeds": args.seeds,
         "protocol_settings": dict(args.protocol_setting) if args.protocol_setting else None,
     }  # fmt: skip
-    if not args.resume:
+    resume = args.resume is not None
+    if not resume:
         if args.config:
             config = SearchConfig.from_file(args.config, **overrides)
         else:
@@ -262,9 +266,9 @@ def evolve(args: argparse.Namespace) -> None:
     executor = make_executor(args.executor, args.workers, args.threads, args.ray_address, args.gpus)
     progress = SearchProgress()
     try:
-        search = Search(args.resume or args.out, executor, config, resume=bool(args.resume), reporter=progress,
+        search = Search(args.resume if resume else args.out, executor, config, resume=resume, reporter=progress,
                         device=args.device, retry_failed=args.retry_failed)  # fmt: skip
-        if args.resume:
+        if resume:
             _say_ignored(search.config.conflicts(**overrides))
         try:
             summary = search.run()
@@ -441,7 +445,8 @@ def add_assessment_commands(groups, genome_help: str) -> None:
         choices=["byte", "bpe"],
         help="byte-level or a BPE trained on the corpus (default: the protocol's)",
     )
-    lm_parser.add_argument("--vocab-size", type=positive_int, default=DEFAULT_BPE_VOCAB, help="BPE vocabulary")
+    lm_parser.add_argument("--vocab-size", type=positive_int,
+                           help=f"BPE vocabulary (default {DEFAULT_BPE_VOCAB} with --tokenizer bpe)")  # fmt: skip
     lm_parser.add_argument("--steps", type=positive_int, help="training steps (default: the protocol's)")
     lm_parser.add_argument("--seq-len", type=positive_int, help="training sequence length (default: the protocol's)")
     lm_parser.set_defaults(handler=lm)

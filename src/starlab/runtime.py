@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 from functools import cache
 
@@ -38,8 +39,23 @@ def keep_freed_memory() -> bool:
     )
 
 
+def max_threads() -> int:
+    """The most torch threads one worker may ask for: four per core (more only contend; a million exhausts the
+    process's threads and breaks every later thread start)."""
+    return 4 * (os.cpu_count() or 1)
+
+
+def check_threads(threads: object) -> int | None:
+    """``threads`` (``None``: torch's default), or a one-line ``ValueError``."""
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= max_threads():
+        raise ValueError(f"threads must be an integer in 1..{max_threads()} (4 per core here), got {threads!r}")
+    return threads
+
+
 def configure(threads: int | None = None) -> None:
     """Apply :func:`keep_freed_memory` and, if given, set torch's intra-op thread count."""
     keep_freed_memory()
-    if threads is not None:
+    if check_threads(threads) is not None:
         torch.set_num_threads(threads)

@@ -14,8 +14,16 @@ from typing import Any, ClassVar
 
 import torch
 
-from starlab.assess.protocol import Outcome, Progress, Protocol, register_protocol, step_reporter
-from starlab.errors import Setting, SettingError
+from starlab.assess.protocol import (
+    POSITIVE,
+    SEED,
+    Outcome,
+    Progress,
+    Protocol,
+    Range,
+    register_protocol,
+    step_reporter,
+)
 from starlab.genome import Genome
 from starlab.model import Backbone
 from starlab.status import Status
@@ -50,6 +58,7 @@ class AlgorithmicProtocol(Protocol):
 
     kind: ClassVar[str] = "algorithmic"
     quality_meaning: ClassVar[str] = "1 − the task's score (accuracy or solved fraction)"
+    RANGES: ClassVar[dict[str, Range]] = {"data_seed": SEED, "evaluations": POSITIVE, "steps": POSITIVE}
     task: str
     size: str = "cpu"
     embedding_only: bool = False
@@ -60,12 +69,13 @@ class AlgorithmicProtocol(Protocol):
     betas: tuple[float, float] = (0.9, 0.999)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
+        if not all(0 <= beta < 1 for beta in self.betas):
+            self._refuse("betas", "two numbers in [0, 1)", self.betas)
         if self.task not in ALGORITHMIC_TASKS:
             raise ValueError(f"unknown algorithmic task {self.task!r}; tasks: {', '.join(ALGORITHMIC_TASKS)}")
         if self.size not in SIZES[self.task]:
             raise ValueError(f"unknown size {self.size!r} for {self.task}; sizes: {', '.join(SIZES[self.task])}")
-        if self.steps is not None and (type(self.steps) is not int or self.steps < 1):
-            raise SettingError("{0} must be a positive integer, got {1!r}", Setting("steps"), self.steps)
 
     @property
     def budget(self) -> TrainingBudget:

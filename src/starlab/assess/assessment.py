@@ -12,9 +12,26 @@ import torch
 from starlab.assess.objectives import genome_sizes
 from starlab.assess.protocol import Outcome, Progress, Protocol, get_protocol
 from starlab.assess.record import Evaluation
+from starlab.errors import Setting, SettingError
 from starlab.genome import Genome
 from starlab.liv import check_width
+from starlab.model import check_device, check_model_fits
 from starlab.status import Status
+
+#: Seeds are stored in SQLite INTEGER columns and seed torch, numpy and pymoo: 0..2**63 - 1 fits them all.
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(seed: object, name: str = "seed") -> int:
+    """A seed as an integer in 0..MAX_SEED, or a one-line ``ValueError``."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise SettingError("{0} must be a non-negative integer (at most 2**63-1), got {1}", Setting(name), _short(seed))
+    return seed
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}… ({len(text)} characters)"
 
 
 def finite(outcome: Outcome, protocol: Protocol) -> Outcome:
@@ -42,8 +59,11 @@ def assess(
     protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
     protocol = protocol.with_data(data)
     width = check_width(width or protocol.width)  # type: ignore[attr-defined]
+    seed, device = check_seed(seed), check_device(device)
+    # before any data is generated or tokenized: the largest model this protocol builds must be trainable here
+    check_model_fits(genome, width, protocol.vocab_bound, device, protocol.config, training=True)
     start = time.perf_counter()
-    outcome = finite(protocol.run(genome, width, seed, torch.device(device), progress), protocol)
+    outcome = finite(protocol.run(genome, width, seed, device, progress), protocol)
     sizes = genome_sizes(genome, width, protocol.config)
     return Evaluation(
         genome=genome.canonical().text(),

@@ -7,12 +7,22 @@ from typing import Any, ClassVar
 
 import torch
 
-from starlab.assess.protocol import Outcome, Progress, Protocol, register_protocol, step_reporter
+from starlab.assess.protocol import (
+    NON_NEGATIVE,
+    POSITIVE,
+    Outcome,
+    Progress,
+    Protocol,
+    Range,
+    register_protocol,
+    step_reporter,
+)
 from starlab.errors import Setting, SettingError
 from starlab.genome import Genome
 from starlab.model import Backbone
 from starlab.status import Status
 from starlab.tasks.lm import lm_task, open_corpus
+from starlab.tasks.tokenizer import resolve_vocab_size
 from starlab.train import TrainConfig, train
 
 
@@ -26,6 +36,10 @@ class LMProtocol(Protocol):
 
     kind: ClassVar[str] = "lm"
     quality_meaning: ClassVar[str] = "validation perplexity"
+    RANGES: ClassVar[dict[str, Range]] = {
+        "seq_len": POSITIVE, "steps": POSITIVE, "batch_size": POSITIVE, "lr": Range(0, open_low=True),
+        "warmup_steps": NON_NEGATIVE, "weight_decay": Range(0), "max_eval_tokens": POSITIVE,
+    }  # fmt: skip
     width: int
     seq_len: int
     steps: int
@@ -39,9 +53,23 @@ class LMProtocol(Protocol):
     data: str | None = None
     requires_data: bool = False
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        try:
+            resolve_vocab_size(self.tokenizer, self.vocab_size)
+        except ValueError as error:
+            raise ValueError(f"protocol {self.name!r}: {error}") from None
+        if self.data is not None:
+            open_corpus(self.data)  # a missing path or unknown format fails now, before any training
+
     @property
     def vocab_bound(self) -> int:
         return self.vocab_size or 256
+
+    def check_ready(self) -> None:
+        """Read, split and tokenize the corpus now (cached for the assessments), so that a corpus too small or
+        empty for this protocol is refused before a search starts rather than failing every evaluation."""
+        lm_task(self.data, self.seq_len, self.tokenizer, self.vocab_size, max_eval_tokens=self.max_eval_tokens)
 
     @property
     def worst_quality(self) -> float:

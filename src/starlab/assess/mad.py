@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from starlab.assess.protocol import Outcome, Progress, Protocol, register_protocol
+from starlab.assess.protocol import POSITIVE, SEED, Outcome, Progress, Protocol, Range, register_protocol
 from starlab.errors import SettingError
 from starlab.genome import Genome
 from starlab.liv import LIVConfig
@@ -58,6 +58,11 @@ class MADProtocol(Protocol):
 
     kind: ClassVar[str] = "mad"
     quality_meaning: ClassVar[str] = "1 − MAD score (mean accuracy over the MAD tasks)"
+    RANGES: ClassVar[dict[str, Range]] = {
+        "epochs": POSITIVE, "batch_size": POSITIVE, "evaluations": POSITIVE, "warmup_fraction": Range(0, 1),
+        "min_lr": Range(0), "target": Range(0, 1, open_low=True), "data_seed": SEED,
+        "time_budget_s": Range(0, open_low=True),
+    }  # fmt: skip
     settings: tuple[MADSetting, ...]
     grid: tuple[tuple[float, float], ...]
     epochs: int
@@ -70,6 +75,17 @@ class MADProtocol(Protocol):
     data_seed: int = PAPER_SEED
     time_budget_s: float | None = None
     task_epochs: tuple[tuple[str, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.settings:
+            self._refuse("settings", "at least one MAD setting", self.settings)
+        if not self.grid or not all(lr > 0 and weight_decay >= 0 for lr, weight_decay in self.grid):
+            self._refuse("grid", "a non-empty list of [learning rate > 0, weight decay >= 0] pairs", self.grid)
+        for task, epochs in self.task_epochs:
+            if task not in MAD_TASKS or epochs < 1:
+                allowed = f"[task, epochs >= 1] pairs of tasks {', '.join(MAD_TASKS)}"
+                self._refuse("task_epochs", allowed, self.task_epochs)
 
     def only(self, tasks: Iterable[str]) -> MADProtocol:
         """This protocol restricted to the settings of ``tasks`` (MAD task names)."""

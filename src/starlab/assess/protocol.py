@@ -8,6 +8,10 @@ training budgets and how task scores become one number. Protocols are frozen dat
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+import types
+import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,13 +21,44 @@ import torch
 
 from starlab.errors import Setting, SettingError
 from starlab.genome import Genome
-from starlab.liv import LIVConfig
+from starlab.liv import LIVConfig, check_width
 from starlab.status import Status
 
 #: Told, as one line of text, what an assessment is training now (the CLI shows it beside a spinner).
 Progress = Callable[[str], None]
 
 KINDS = ("mad", "lm", "algorithmic", "synthetic")
+#: the largest integer setting (sizes, steps, lengths): beyond it is a typo, never a budget
+INT_LIMIT = 2**31 - 1
+#: seeds are stored in SQLite INTEGER columns and seed torch, numpy and pymoo
+SEED_LIMIT = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Range:
+    """The numbers a setting allows (a closed interval unless ``open_low``); ``None``: unbounded."""
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.open_low else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+    def text(self, integer: bool = False) -> str:
+        if integer and self.low is not None and self.high is not None and not self.open_low:
+            return f"in {int(self.low)}..{int(self.high)}"
+        if self.high is None:
+            return f"{'>' if self.open_low else '>='} {self.low:g}"
+        if self.low is None:
+            return f"<= {self.high:g}"
+        return f"in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}]"
+
+
+POSITIVE, NON_NEGATIVE = Range(1, INT_LIMIT), Range(0, INT_LIMIT)
+SEED = Range(0, SEED_LIMIT)
 
 
 def step_reporter(progress: Progress | None, stage: str, steps: int, every: int = 10):
@@ -62,10 +97,38 @@ class Protocol(ABC):
 
     kind: ClassVar[str]
     quality_meaning: ClassVar[str]  # what the number is, in words, for summaries and reports (lower is better)
+    #: the numbers each numeric setting allows (integer settings default to 0..INT_LIMIT)
+    RANGES: ClassVar[dict[str, Range]] = {"cost_s": Range(0)}
     name: str
     description: str
     config: LIVConfig = field(default_factory=LIVConfig)
     cost_s: float | None = None
+
+    def __post_init__(self) -> None:
+        """Every setting has its declared type and range: a variant made from text (``--protocol-setting``, a
+        stored run) is refused in one line naming the setting, before anything is trained or stored."""
+        ranges = {**_inherited_ranges(type(self))}
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            hint = _field_types(type(self))[item.name]
+            ok, normalised = _conform(value, hint)
+            if not ok:
+                self._refuse(item.name, _describe(hint), value)
+            limits = ranges.get(item.name, NON_NEGATIVE if _base(hint) is int else None)
+            number = isinstance(normalised, (int, float)) and not isinstance(normalised, bool)
+            if limits is not None and number and normalised not in limits:
+                integer = _base(hint) is int
+                self._refuse(item.name, f"{'an integer' if integer else 'a number'} {limits.text(integer)}", value)
+            if normalised is not value:
+                object.__setattr__(self, item.name, normalised)
+        if "width" in {f.name for f in dataclasses.fields(self)}:
+            try:
+                check_width(self.width)  # type: ignore[attr-defined]
+            except ValueError:
+                self._refuse("width", "a positive multiple of 8", self.width)  # type: ignore[attr-defined]
+
+    def _refuse(self, setting: str, allowed: str, value: Any) -> typing.NoReturn:
+        raise ValueError(f"protocol {self.name!r}: setting {setting} must be {allowed}, got {_show(value)}")
 
     @property
     def worst_quality(self) -> float:
@@ -99,6 +162,11 @@ class Protocol(ABC):
             )
         return self
 
+    def check_ready(self) -> None:
+        """Raise a one-line ``ValueError`` now if every assessment would fail for a reason known before any
+        genome is trained (language models: a corpus too small to split); a search calls it before it starts."""
+        return None
+
     def with_settings(self, **settings: Any) -> Protocol:
         """A variant with some settings replaced (its measured cost no longer applies)."""
         allowed = sorted(f.name for f in dataclasses.fields(self) if f.name not in ("name", "description", "cost_s"))
@@ -120,6 +188,86 @@ class Protocol(ABC):
             "training": self.training(),
             "cost_s": self.cost_s,
         }
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}… ({len(text)} characters)"
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+@functools.cache
+def _inherited_ranges(cls: type) -> dict[str, Range]:
+    ranges: dict[str, Range] = {}
+    for base in reversed(cls.__mro__):
+        ranges.update(base.__dict__.get("RANGES", {}))
+    return ranges
+
+
+def _arms(hint: Any) -> tuple[Any, ...]:
+    return typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+
+
+def _base(hint: Any) -> Any:
+    """The hint without ``None`` (``int | None`` -> ``int``)."""
+    arms = [arm for arm in _arms(hint) if arm is not type(None)]
+    return arms[0] if len(arms) == 1 else hint
+
+
+def _conform(value: Any, hint: Any) -> tuple[bool, Any]:
+    """(whether ``value`` has the type ``hint`` names, the value normalised: lists become tuples, integers
+    given for a float become floats)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        for arm in typing.get_args(hint):
+            ok, normalised = _conform(value, arm)
+            if ok:
+                return True, normalised
+        return False, value
+    if hint is type(None):
+        return value is None, value
+    if typing.get_origin(hint) is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            return False, value
+        arms = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else list(args)
+        if len(arms) != len(value):
+            return False, value
+        items = [_conform(item, arm) for item, arm in zip(value, arms, strict=True)]
+        if not all(ok for ok, _ in items):
+            return False, value
+        normalised = tuple(item for _, item in items)
+        return True, value if normalised == value and isinstance(value, tuple) else normalised
+    if hint is bool:
+        return isinstance(value, bool), value
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False, value
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond any float
+            return False, value
+        return math.isfinite(number), value if isinstance(value, float) else number
+    if isinstance(hint, type):
+        return isinstance(value, hint), value
+    return True, value
+
+
+def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arm) for arm in typing.get_args(hint))
+    if typing.get_origin(hint) is tuple:
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of ({_describe(args[0])})"
+        return f"a list of {len(args)} ({', '.join(_describe(arm) for arm in args)})"
+    names = {type(None): "null", bool: "true or false", int: "an integer", float: "a finite number", str: "text"}
+    return names.get(hint, f"a {getattr(hint, '__name__', hint)}")
 
 
 PROTOCOLS: dict[str, Protocol] = {}

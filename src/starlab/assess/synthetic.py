@@ -6,11 +6,12 @@ import math
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
-from starlab.assess.protocol import Outcome, Progress, Protocol, register_protocol
+from starlab.assess.protocol import Outcome, Progress, Protocol, Range, register_protocol
 from starlab.genome import Genome
 from starlab.liv import get_class
 
@@ -42,11 +43,18 @@ class SyntheticProtocol(Protocol):
 
     kind: ClassVar[str] = "synthetic"
     quality_meaning: ClassVar[str] = "analytic stand-in (no training)"
+    #: an hour per assessment is longer than any stand-in needs; a larger delay is a typo that would hang a run
+    RANGES: ClassVar[dict[str, Range]] = {"delay_s": Range(0, 3600)}
     name: str = "synthetic"
     description: str = "analytic quality, no training (tests and search benchmarks)"
     width: int = 64
     delay_s: float = 0.0
     journal: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.journal is not None and not Path(self.journal).parent.is_dir():
+            self._refuse("journal", "a file in an existing directory", self.journal)
 
     def run(
         self, genome: Genome, width: int, seed: int, device: torch.device, progress: Progress | None = None

@@ -11,6 +11,7 @@ A job is plain data (:class:`EvalJob`) and its result an :class:`~starlab.assess
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import signal
@@ -277,14 +278,16 @@ class RayExecutor:
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
     """Refuse in seconds an address where nothing listens: Ray itself would retry it for minutes."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
-    if address == "auto" or not port.isdigit():
+    if address == "auto" or not (port.isascii() and port.isdigit()):
         return  # 'auto' and other forms are Ray's to resolve; it fails fast on them
+    if not 0 < int(port) < 65536:
+        raise SettingError("{0} {1}: the port must be in 1..65535", Setting("ray_address"), address)
     try:
         socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s).close()
-    except OSError as error:
+    except (OSError, UnicodeError) as error:
         raise SettingError(
             "cannot reach a Ray cluster at {0} ({1}); start one (ray start --head) or check {2}",
-            address, error.strerror or error, Setting("ray_address"),
+            address, getattr(error, "strerror", None) or error, Setting("ray_address"),
         ) from None  # fmt: skip
 
 
@@ -297,6 +300,20 @@ def make_executor(
     name: str, workers: int = 1, threads: int | None = None, ray_address: str | None = None, gpus: float = 0
 ) -> Executor:
     """Build an executor by name; ``threads`` is per worker (default: all cores for local, 1 otherwise)."""
+    if isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or not (math.isfinite(gpus) and gpus >= 0):
+        raise SettingError("{0} must be a finite number >= 0 (GPUs per Ray task), got {1!r}", Setting("gpus"), gpus)
+    if name != "ray" and gpus:
+        raise SettingError("{0} applies to the ray executor only; to train on a GPU here use {1:=}cuda",
+                           Setting("gpus"), Setting("device"))  # fmt: skip
+    if name != "ray" and ray_address is not None:
+        raise SettingError("{0} applies to the ray executor only", Setting("ray_address"))
+    if ray_address is not None and not ray_address.strip():
+        raise SettingError("{0} is empty; give host:port, ray://host:port or auto", Setting("ray_address"))
+    try:
+        runtime.check_threads(threads)
+    except ValueError:
+        raise SettingError("{0} must be an integer in 1..{1} (4 per core here), got {2!r}", Setting("threads"),
+                           runtime.max_threads(), threads) from None  # fmt: skip
     if name == "local":
         return LocalExecutor(threads)
     if name == "process":

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from starlab.assess import get_protocol
+from starlab.assess.assessment import check_seed
 from starlab.errors import Setting, SettingError
 from starlab.genome import Genome
 from starlab.liv import LIVConfig
@@ -38,6 +39,15 @@ def export_from_run(
     if isinstance(train_steps, bool) or not isinstance(train_steps, int) or train_steps < 0:
         template = "{0} must be an integer >= 0 (0: the initial weights), got {1!r}"
         raise SettingError(template, Setting("train_steps"), train_steps)
+    check_seed(seed)
+    if isinstance(out, str) and not out.strip():  # Path("") is the current directory
+        raise SettingError("{0} is empty; name the directory to export into", Setting("out"))
+    if data is not None and not train_steps:
+        raise SettingError("{0} is the corpus for {1}; without training it would be ignored",
+                           Setting("data"), Setting("train_steps"))  # fmt: skip
+    if train_steps and vocab_size != 256:
+        raise SettingError("a trained export is a byte-level language model with {0} 256, got {1}",
+                           Setting("vocab"), vocab_size)  # fmt: skip
     if not force and any((Path(out) / name).exists() for name in (CONFIG_FILE, WEIGHTS_FILE)):
         template = "{0} already holds an exported model; choose another {1} or pass {2} to overwrite it"
         raise SettingError(template, out, Setting("out"), Setting("force"))

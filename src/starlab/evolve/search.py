@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, as_completed
@@ -38,6 +39,7 @@ from starlab.assess import (
     get_protocol,
     pareto_front,
 )
+from starlab.assess.assessment import MAX_SEED
 from starlab.errors import Setting, SettingError
 from starlab.evolve.algorithms import ALGORITHMS, make_algorithm
 from starlab.evolve.executors import EvalJob, Executor
@@ -45,9 +47,9 @@ from starlab.evolve.presets import search_preset
 from starlab.evolve.problem import GenomeProblem
 from starlab.genome import MAX_SLOTS, PRESETS, Genome, resolve
 from starlab.liv import check_width
-from starlab.model import check_largest_model_fits
+from starlab.model import check_device, check_largest_model_fits
 from starlab.status import Status
-from starlab.store import Generation, RunLock, RunStore, StoreError
+from starlab.store import Generation, RunLock, RunStore, StoreError, check_config_keys
 
 #: The largest population: pymoo's non-dominated sorting is quadratic in it, and a generation of more
 #: genomes than this is more evaluations than any budget here affords (a typo, not a search).
@@ -90,7 +92,7 @@ class SearchConfig:
         checks = {
             "algorithm": (self.algorithm in ALGORITHMS, f"one of {', '.join(ALGORITHMS)}"),
             "depth": (1 <= self.depth <= MAX_SLOTS, f"an integer in 1..{MAX_SLOTS}"),
-            "seed": (self.seed >= 0, "a non-negative integer"),
+            "seed": (0 <= self.seed <= MAX_SEED, "a non-negative integer (at most 2**63-1)"),
             "population": (4 <= self.population <= MAX_POPULATION, f"an integer in 4..{MAX_POPULATION}"),
             "generations": (self.generations >= 0, "an integer >= 0"),
             "mutation_prob": (0 <= self.mutation_prob <= 1, "in [0, 1]"),
@@ -111,8 +113,9 @@ class SearchConfig:
         width = self.width or protocol.width
         check_largest_model_fits(self.depth, width, protocol.vocab_bound, config=protocol.config, training=True)
         self.seed_genomes()
+        protocol.check_ready()  # a corpus too small for the protocol: refused now, not in every evaluation
         if self.expensive_protocol is not None:
-            get_protocol(self.expensive_protocol).with_data(self.data)
+            get_protocol(self.expensive_protocol).with_data(self.data).check_ready()
 
     def _check_types(self) -> None:
         """Settings read from a file may have any JSON type; a wrong one is a one-line error, not a traceback."""
@@ -127,7 +130,13 @@ class SearchConfig:
             value = getattr(self, name)
             if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
                 names = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
-                raise ValueError(f"search setting {name} = {value!r} must be {names}")
+                raise ValueError(f"search setting {name} = {_short(value)} must be {names}")
+        for name in ("objectives", "seeds"):
+            value = getattr(self, name)
+            if not isinstance(value, str) and not all(isinstance(item, str) for item in value):
+                raise ValueError(f"search setting {name} = {_short(value)} must be text or a list of text")
+        if not all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) for w in self.weights):
+            raise ValueError(f"search setting weights = {_short(self.weights)} must be a list of finite numbers")
 
     def search_protocol(self) -> Protocol:
         """The protocol every candidate is assessed with: the named one, with this search's settings and data."""
@@ -164,6 +173,8 @@ class SearchConfig:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SearchConfig:
+        if not isinstance(data, dict):
+            raise ValueError(f"search settings must be a JSON object of settings, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -181,12 +192,27 @@ class SearchConfig:
     def from_file(cls, path: str | Path, **overrides: Any) -> SearchConfig:
         """Settings from a JSON file (the run directory keeps its config the same way), some replaced."""
         try:
-            settings = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as error:
+            settings = json.loads(Path(path).read_text(encoding="utf-8"), object_pairs_hook=_no_duplicates)
+        except (OSError, ValueError) as error:  # unreadable, not UTF-8, not JSON, a key given twice
             raise ValueError(f"cannot read search config {path}: {error}") from None
+        except RecursionError:
+            raise ValueError(f"cannot read search config {path}: its JSON is nested too deeply") from None
         if not isinstance(settings, dict):
             raise ValueError(f"search config {path} must hold a JSON object of settings")
         return cls.from_json({**settings, **_given(overrides)})
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:  # json.loads would keep the last one silently
+        raise ValueError(f"setting {', '.join(repeated)} is given more than once")
+    return dict(pairs)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}… ({len(text)} characters)"
 
 
 def _given(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -235,6 +261,7 @@ class Search:
         if retry_failed and not resume:
             raise SettingError("{0} goes with {1} (it runs a stored run's failed evaluations again)",
                                Setting("retry_failed"), Setting("resume"))  # fmt: skip
+        check_device(device)  # before a run directory exists: a bad device would fail every evaluation
         with ExitStack() as undo:  # a refused run leaves the store closed and the lock free
             self.store = RunStore(directory, create=not resume)
             undo.callback(self.store.close)
@@ -256,7 +283,9 @@ class Search:
         if resume:
             if stored is None:
                 raise StoreError("run store in {0} has no search config; it is not a starlab search", directory)
-            return SearchConfig.from_json(stored)
+            config = SearchConfig.from_json(check_config_keys(stored, directory))  # a missing key is no default
+            self.store.check()  # every stored record readable before the replay writes anything
+            return config
         if stored is not None:
             raise StoreError(
                 "{0} already holds a run; use {1:=}{0} or another {2}", directory, Setting("resume"), Setting("out")

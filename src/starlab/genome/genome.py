@@ -115,6 +115,8 @@ class Genome:
                 document = json.loads(document)
             except json.JSONDecodeError as error:
                 raise ValueError(f"genome JSON is not valid JSON: {error.msg} at position {error.pos}") from None
+            except RecursionError:
+                raise ValueError("genome JSON is nested too deeply; a genome is a list of 5-integer lists") from None
         if isinstance(document, dict):
             if "slots" not in document:
                 raise ValueError("genome JSON object needs a 'slots' list of 5-integer lists")

@@ -71,9 +71,18 @@ def resolve(text: str, depth: int | None = None, repair: bool = False) -> Genome
         return Genome.from_json(stripped, repair=repair)
     if stripped.endswith(".json"):
         path = Path(stripped)
+        if path.is_dir():
+            raise ValueError(f"genome file {stripped} is a directory")
         if not path.is_file():
             raise ValueError(f"genome file {stripped} does not exist")
-        return Genome.from_json(path.read_text(), repair=repair)
+        try:
+            document = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise ValueError(f"genome file {stripped} cannot be read as UTF-8 text ({error})") from None
+        try:
+            return Genome.from_json(document, repair=repair)
+        except ValueError as error:
+            raise ValueError(f"genome file {stripped}: {error}") from None
     if depth is not None:
         raise SettingError("{0} applies to presets only; a genome's text fixes its depth", Setting("depth"))
     try:

@@ -23,6 +23,15 @@ KINDS: dict[str, type[FeaturizedLIV]] = {
 }
 
 
+class TooLarge(ValueError):
+    """A layer whose tensors would hold more elements than a 64-bit size counts (seen on the meta device, where
+    any width builds until the element count overflows)."""
+
+
+def _too_large(spec: LIVClass, width: int, error: RuntimeError) -> TooLarge:
+    return TooLarge(f"{spec.name} at width {width} cannot be built: its tensors would exceed 64-bit sizes ({error})")
+
+
 def check_width(width: Any) -> int:
     """Model widths are positive multiples of 8 (heads, state groups and SwiGLU sizes divide evenly)."""
     if isinstance(width, bool) or not isinstance(width, int) or width < 8 or width % 8:
@@ -38,10 +47,15 @@ def build_featurizer(liv_class: LIVClass | int | str, width: int, config: LIVCon
     spec = liv_class if isinstance(liv_class, LIVClass) else get_class(liv_class)
     width, config = check_width(width), config or LIVConfig()
     featurizer_type = KINDS[spec.kind].Featurizer
-    if spec.differential:
-        base = get_class(spec.base)
-        return tuple(featurizer_type(base, width, config, cached=cached) for _ in range(2))
-    return featurizer_type(spec, width, config, cached=cached)
+    try:
+        if spec.differential:
+            base = get_class(spec.base)
+            return tuple(featurizer_type(base, width, config, cached=cached) for _ in range(2))
+        return featurizer_type(spec, width, config, cached=cached)
+    except RuntimeError as error:
+        if "overflow" not in str(error).lower():
+            raise
+        raise _too_large(spec, width, error) from None
 
 
 def build_liv(
@@ -60,8 +74,13 @@ def build_liv(
     spec = liv_class if isinstance(liv_class, LIVClass) else get_class(liv_class)
     width, config = check_width(width), config or LIVConfig()
     layer_type = KINDS[spec.kind]
-    if spec.differential:
-        return Differential(
-            spec, width, config, branch_type=layer_type, featurizer=featurizer, reuse_features=reuse_features
-        )
-    return layer_type(spec, width, config, featurizer=featurizer, reuse_features=reuse_features)
+    try:
+        if spec.differential:
+            return Differential(
+                spec, width, config, branch_type=layer_type, featurizer=featurizer, reuse_features=reuse_features
+            )
+        return layer_type(spec, width, config, featurizer=featurizer, reuse_features=reuse_features)
+    except RuntimeError as error:  # "Storage size calculation overflowed": a width no tensor can have
+        if "overflow" not in str(error).lower():
+            raise
+        raise _too_large(spec, width, error) from None

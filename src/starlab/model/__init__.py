@@ -5,6 +5,7 @@ from starlab.model.backbone import Backbone
 from starlab.model.memory import (
     TRAINING_FACTOR,
     available_bytes,
+    check_device,
     check_largest_model_fits,
     check_model_fits,
     estimate_model_bytes,
@@ -20,6 +21,7 @@ __all__ = [
     "SizeReport",
     "available_bytes",
     "build_slots",
+    "check_device",
     "check_largest_model_fits",
     "check_model_fits",
     "estimate_model_bytes",

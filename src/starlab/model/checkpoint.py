@@ -26,7 +26,7 @@ from safetensors.torch import load_model, save_model
 from starlab.genome import Genome
 from starlab.liv import LIVConfig, check_width
 from starlab.model.backbone import Backbone
-from starlab.model.memory import check_model_fits
+from starlab.model.memory import check_device, check_model_fits
 from starlab.model.validation import liv_config_rules, show
 
 CONFIG_FILE, WEIGHTS_FILE, FORMAT, VERSION = "config.json", "model.safetensors", "starlab-model", 1
@@ -103,7 +103,7 @@ def load(directory: str | Path, device: str | torch.device = "cpu") -> Backbone:
             raise ValueError(f"{directory} is not an exported starlab model (missing {path.name})")
         if not path.is_file():
             raise ValueError(f"{path} is not a file")
-    device = _check_device(device)
+    device = check_device(device)
     settings = parse_config(_read_json(config_path), config_path)
     try:
         check_model_fits(**settings)  # the model the config asks for fits here (built on cpu, then moved)
@@ -278,23 +278,6 @@ def _check_finite(model: Backbone, where: str) -> None:
                 f"{where}: {name!r} holds {bad} NaN or infinite values (a diverged training?); "
                 "a model with them computes NaN"
             )
-
-
-def _check_device(device: Any) -> torch.device:
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {show(device)}") from None
-    if device.type == "meta":
-        raise ValueError("device must hold the weights ('cpu', 'cuda', ...), got 'meta'")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {str(device)!r} is not available (torch.cuda.is_available() is False)")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {str(device)!r} is not available ({torch.cuda.device_count()} cuda devices)")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("device 'mps' is not available (torch.backends.mps.is_available() is False)")
-    return device
 
 
 def _json_type(value: Any) -> str:

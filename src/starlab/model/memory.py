@@ -30,6 +30,7 @@ import torch
 
 from starlab.genome import Genome
 from starlab.liv import LIVConfig, build_liv, check_width, class_ids
+from starlab.liv.build import TooLarge
 from starlab.model.slots import build_slots
 from starlab.model.validation import (
     check_genome,
@@ -37,6 +38,7 @@ from starlab.model.validation import (
     check_max_positions,
     check_tie_embeddings,
     check_vocab_size,
+    show,
 )
 
 #: bytes per parameter in training, in units of the parameter itself: the weight, its gradient and AdamW's
@@ -46,7 +48,7 @@ TRAINING_FACTOR = 4
 #: more than building such a model; the check is for sizes that cannot fit, not for a machine already full)
 SMALL_MODEL_BYTES = 64 * 2**20
 #: exceptions torch raises for shapes beyond 64-bit sizes (or floats beyond integers) while sizing on meta
-_OVERFLOW = (RuntimeError, TypeError, OverflowError)
+_OVERFLOW = (RuntimeError, TypeError, OverflowError, TooLarge)
 
 
 class Size(NamedTuple):
@@ -80,7 +82,26 @@ def _device(device: Any) -> torch.device:
     try:
         return torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from None
+        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {show(device)}") from None
+
+
+def check_device(device: Any) -> torch.device:
+    """``device`` as a ``torch.device`` that can hold weights here, or a one-line ``ValueError`` (an unknown
+    name, ``meta``, a CUDA or MPS device this machine has not got)."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {show(device)}") from None
+    if device.type == "meta":
+        raise ValueError("device must hold the weights ('cpu', 'cuda', ...), got 'meta'")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r} is not available (torch.cuda.is_available() is False)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {str(device)!r} is not available ({torch.cuda.device_count()} cuda devices)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device 'mps' is not available (torch.backends.mps.is_available() is False)")
+    return device
 
 
 def _known_available(device: torch.device) -> int | None:

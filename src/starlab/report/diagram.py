@@ -101,11 +101,24 @@ def legend_handles() -> list:
 
 def save_diagram(genome: Genome, path: str | Path, title: str | None = None) -> Path:
     """Write the diagram of one genome to ``path`` (PNG, or any format matplotlib knows by extension)."""
+    if isinstance(path, str) and not path.strip():  # Path("") is the current directory
+        raise ValueError("the diagram's output path is empty; name an image file such as genome.png")
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory; name an image file such as {path / 'genome.png'}")
+    formats = plt.gcf().canvas.get_supported_filetypes()
+    plt.close()
+    suffix = path.suffix.lower().removeprefix(".")
+    if suffix and suffix not in formats:
+        raise ValueError(f"{path}: unknown image format {suffix!r}; use one of {', '.join(sorted(formats))}")
     fig, ax = plt.subplots(figsize=(4.2, 0.34 * len(genome) + 1.6), layout="constrained")
-    draw_genome(ax, genome, title or genome.canonical().text() if len(genome) <= 8 else title)
-    fig.legend(handles=legend_handles(), loc="outside lower center", fontsize=7, ncol=2, frameon=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
+    try:
+        draw_genome(ax, genome, title or genome.canonical().text() if len(genome) <= 8 else title)
+        fig.legend(handles=legend_handles(), loc="outside lower center", fontsize=7, ncol=2, frameon=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=150)
+    except OSError as error:
+        raise ValueError(f"cannot write {path}: {getattr(error, 'strerror', None) or error}") from None
+    finally:
+        plt.close(fig)
     return path

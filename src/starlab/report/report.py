@@ -279,11 +279,20 @@ def write_report(directory: str | Path) -> Path:
     """Write the figures and ``report.html`` into the run directory; returns the HTML path."""
     directory = Path(directory)
     run = load_run(directory)
-    figures = [
-        (save_figure(spec.draw(run), directory / f"{spec.name}.png"), spec.alt, spec.caption(run)) for spec in FIGURES
-    ]
     path = directory / "report.html"
-    path.write_text(render_html(run, figures), encoding="utf-8")
+    targets = [path, *(directory / f"{spec.name}.png" for spec in FIGURES)]
+    for target in targets:  # before drawing anything: a figure that cannot be written is found in a second
+        if target.exists() and not target.is_file():
+            raise ValueError(f"cannot write the report: {target} is not a file")
+    try:
+        figures = [
+            (save_figure(spec.draw(run), directory / f"{spec.name}.png"), spec.alt, spec.caption(run))
+            for spec in FIGURES
+        ]
+        path.write_text(render_html(run, figures), encoding="utf-8")
+    except OSError as error:
+        reason = getattr(error, "strerror", None) or error
+        raise ValueError(f"cannot write the report into {directory}: {reason}") from None
     return path
 
 

@@ -1,7 +1,18 @@
 """Durable run storage: one SQLite file per run directory, and a run read back as data."""
 
 from starlab.store.lock import RunLock
-from starlab.store.run import RunData, load_run
+from starlab.store.run import STORED_CONFIG_TYPES, RunData, check_config_keys, check_stored_config, load_run
 from starlab.store.sqlite import STORE_FILE, Generation, RunStore, StoreError
 
-__all__ = ["STORE_FILE", "Generation", "RunData", "RunLock", "RunStore", "StoreError", "load_run"]
+__all__ = [
+    "STORED_CONFIG_TYPES",
+    "STORE_FILE",
+    "Generation",
+    "RunData",
+    "RunLock",
+    "RunStore",
+    "StoreError",
+    "check_config_keys",
+    "check_stored_config",
+    "load_run",
+]

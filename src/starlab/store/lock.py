@@ -26,7 +26,10 @@ class RunLock:
 
     def __init__(self, directory: str | Path) -> None:
         self.path = Path(directory) / LOCK_FILE
-        self.file = open(self.path, "a+")  # noqa: SIM115 (held open for the lock's lifetime)
+        try:
+            self.file = open(self.path, "a+")  # noqa: SIM115 (held open for the lock's lifetime)
+        except OSError as error:
+            raise StoreError("cannot take the lock {0} of the run: {1}", self.path, error.strerror or error) from None
         if fcntl is not None:
             try:
                 fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -15,9 +15,63 @@ from typing import Any
 
 from starlab.assess import Objectives, Protocol, get_protocol, pareto_front
 from starlab.assess.record import Evaluation
-from starlab.genome import PRESETS, preset
+from starlab.genome import MAX_SLOTS, PRESETS, preset
 from starlab.status import Status
 from starlab.store.sqlite import Generation, RunStore, StoreError
+
+#: Every key of a stored search config (``SearchConfig.to_json`` writes all of them) and its JSON types. The
+#: search checks the ranges when it resumes; readers (report, export) check the types and what they use.
+STORED_CONFIG_TYPES: dict[str, tuple[type, ...]] = {
+    "protocol": (str,), "protocol_settings": (dict,), "depth": (int,), "width": (int, type(None)),
+    "objectives": (list,), "algorithm": (str,), "population": (int,), "generations": (int,), "seed": (int,),
+    "seeds": (list,), "mutation_prob": (int, float), "crossover_at_slots": (bool,), "elites": (int,),
+    "weights": (list,), "expensive_protocol": (str, type(None)), "top_k": (int,), "data": (str, type(None)),
+    "max_evaluations": (int, type(None)),
+}  # fmt: skip
+
+
+def check_config_keys(config: Any, directory: str | Path) -> dict[str, Any]:
+    """The stored config as a dict holding exactly :data:`STORED_CONFIG_TYPES`' keys, or a one-line error."""
+    if not isinstance(config, dict):
+        kind = "nothing" if config is None else f"a JSON {type(config).__name__}"
+        raise StoreError("run {0} is corrupt: its stored search config is {1}, not an object", directory, kind)
+    unknown, missing = sorted(set(config) - set(STORED_CONFIG_TYPES)), sorted(set(STORED_CONFIG_TYPES) - set(config))
+    if unknown or missing:
+        what = "; ".join(
+            part for part in (unknown and f"unknown {', '.join(map(str, unknown))}",
+                              missing and f"missing {', '.join(missing)}") if part
+        )  # fmt: skip
+        raise StoreError("run {0} is corrupt: its stored search config has settings {1}", directory, what)
+    return config
+
+
+def check_stored_config(config: Any, directory: str | Path) -> dict[str, Any]:
+    """The stored config, checked as far as a reader needs: keys, types, the protocol and its settings, the
+    objectives, depth and width. A one-line ``StoreError`` names the first setting that is wrong."""
+    config = check_config_keys(config, directory)
+
+    def corrupt(message: str) -> StoreError:
+        return StoreError("run {0} is corrupt: its stored search config {1}", directory, message)
+
+    for key, kinds in STORED_CONFIG_TYPES.items():
+        value = config[key]
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            names = " or ".join("null" if kind is type(None) else kind.__name__ for kind in kinds)
+            raise corrupt(f"has {key} = {str(value)[:60]!r}, not {names}")
+    for key, kinds in (("objectives", str), ("seeds", str), ("weights", (int, float))):
+        if not all(isinstance(item, kinds) and not isinstance(item, bool) for item in config[key]):
+            raise corrupt(
+                f"has {key} = {str(config[key])[:60]!r}, not a list of {'text' if kinds is str else 'numbers'}"
+            )
+    if not 1 <= config["depth"] <= MAX_SLOTS:
+        raise corrupt(f"has depth = {config['depth']}, not in 1..{MAX_SLOTS}")
+    try:  # the objectives as the run normalised them: names, protocol and its settings, depth and width
+        protocol = get_protocol(config["protocol"]).with_settings(**config["protocol_settings"])
+        Objectives(config["objectives"], protocol, config["depth"], config["width"] or protocol.width)
+    except ValueError as error:
+        raise corrupt(f"is not usable: {error}") from None
+    return config
+
 
 #: Evaluations that measured nothing: they keep the protocol's worst quality and never enter a front.
 UNSUCCESSFUL = (Status.FAILED, Status.DIVERGED)
@@ -113,6 +167,7 @@ def load_run(directory: str | Path) -> RunData:
         config = store.get_meta("config")
         if config is None:
             raise StoreError("{0} holds no search config; is it a starlab search directory?", directory)
+        config = check_stored_config(config, directory)
         evaluations = store.evaluations(config["protocol"])
         generations = store.generations()
     if not generations:

@@ -8,7 +8,10 @@ the search's lookup, run) twice. An :class:`~starlab.assess.Evaluation` is store
 
 from __future__ import annotations
 
+import functools
 import json
+import math
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -17,6 +20,7 @@ from typing import Any
 
 from starlab.assess.record import Evaluation
 from starlab.errors import SettingError
+from starlab.genome import Genome
 
 STORE_FILE = "run.sqlite"
 SCHEMA_VERSION = 2  # 2: evaluations keep width and scores; generations keep their Pareto front
@@ -50,6 +54,8 @@ CREATE TABLE IF NOT EXISTS generations (
 );
 """
 
+TABLES = ("meta", "genomes", "evaluations", "generations")
+
 _EVALUATION_COLUMNS = "g.canonical, e.hash, e.protocol, e.seed, e.width, e.status, e.quality, e.scores, e.params, "
 _EVALUATION_COLUMNS += "e.cache_bytes, e.seconds, e.worker, e.metrics"
 _SELECT = f"SELECT {_EVALUATION_COLUMNS} FROM evaluations e JOIN genomes g ON g.hash = e.hash"
@@ -73,26 +79,71 @@ class StoreError(SettingError):
     """A run directory that cannot be used (missing, corrupt, or holding another run)."""
 
 
+def _guarded(method):
+    """SQLite's own errors (a damaged page, a missing table, a full disk) as one-line store errors."""
+
+    @functools.wraps(method)
+    def guarded(self: RunStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as error:
+            raise StoreError("run store {0} is unreadable or corrupt: {1}", self.path, error) from None
+
+    return guarded
+
+
+def _reason(error: BaseException) -> str:
+    return getattr(error, "strerror", None) or str(error)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 class RunStore:
     """The SQLite file of one run. Use as a context manager or call :meth:`close`."""
 
     def __init__(self, directory: str | Path, create: bool = False) -> None:
+        if not isinstance(directory, (str, os.PathLike)) or not str(directory).strip():  # "" would be "."
+            raise StoreError("no run directory given; name one (such as runs/demo)")
         self.directory = Path(directory)
         self.path = self.directory / STORE_FILE
-        if not create and not self.path.is_file():
+        try:
+            if self.directory.exists() and not self.directory.is_dir():
+                raise StoreError("{0} is a file, not a run directory", self.directory)
+            if self.path.exists() and not self.path.is_file():
+                raise StoreError("{0} is not a file; a run directory holds its store in {1}", self.path, STORE_FILE)
+            exists = self.path.is_file()
+        except (OSError, ValueError) as error:
+            if isinstance(error, StoreError):
+                raise
+            raise StoreError("cannot use {0} as a run directory: {1}", self.directory, _reason(error)) from None
+        if not create and not exists:
             raise StoreError("no starlab run in {0} (missing {1})", self.directory, STORE_FILE)
-        exists = self.path.is_file()
         if exists:
-            _check_is_a_starlab_store(self.path)  # read-only: a foreign or old file is refused untouched
-        self.directory.mkdir(parents=True, exist_ok=True)
+            _check_is_a_starlab_store(self.path)  # read-only: a foreign, old or corrupt file is refused untouched
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except (OSError, ValueError) as error:
+            raise StoreError("cannot create the run directory {0}: {1}", self.directory, _reason(error)) from None
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None)
+        except sqlite3.Error as error:
+            raise StoreError("cannot open the run store {0}: {1}", self.path, error) from None
+        try:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             if not exists:
                 self.db.executescript(SCHEMA)
                 self.set_meta("schema_version", SCHEMA_VERSION)
-        except sqlite3.DatabaseError as error:
+        except (sqlite3.Error, StoreError) as error:
+            self.db.close()
+            if isinstance(error, StoreError):
+                raise
             raise StoreError("run store {0} is unreadable or corrupt: {1}", self.path, error) from None
 
     def __enter__(self) -> RunStore:
@@ -105,14 +156,22 @@ class RunStore:
         self.db.close()
 
     # ---- metadata (the run's config) -----------------------------------------------------------------
+    @_guarded
     def get_meta(self, key: str) -> Any:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else json.loads(row[0])
+        if row is None:
+            return None
+        try:
+            return json.loads(row[0])
+        except (TypeError, ValueError, RecursionError):
+            raise StoreError("run store {0} is corrupt: its stored {1} is not JSON", self.path, key) from None
 
+    @_guarded
     def set_meta(self, key: str, value: Any) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
     # ---- evaluations ---------------------------------------------------------------------------------
+    @_guarded
     def add_evaluation(self, evaluation: Evaluation) -> bool:
         """Store a finished evaluation; returns False (and stores nothing) if its key is already present."""
         e = evaluation
@@ -127,26 +186,31 @@ class RunStore:
             )  # fmt: skip
         return cursor.rowcount == 1
 
+    @_guarded
     def get_evaluation(self, genome_hash: str, protocol: str, seed: int) -> Evaluation | None:
         query = f"{_SELECT} WHERE e.hash = ? AND e.protocol = ? AND e.seed = ?"
         row = self.db.execute(query, (genome_hash, protocol, seed)).fetchone()
-        return None if row is None else _evaluation(row)
+        return None if row is None else _evaluation(row, self.path)
 
+    @_guarded
     def evaluations(self, protocol: str | None = None) -> list[Evaluation]:
         """All evaluations (of one ``protocol``, or all) in the order they were stored."""
         where, args = ("WHERE e.protocol = ?", (protocol,)) if protocol else ("", ())
         rows = self.db.execute(f"{_SELECT} {where} ORDER BY e.id", args).fetchall()
-        return [_evaluation(row) for row in rows]
+        return [_evaluation(row, self.path) for row in rows]
 
+    @_guarded
     def remove_failed(self) -> int:
         """Forget every failed evaluation (so that the search runs it again); returns how many there were."""
         with self.db:
             return self.db.execute("DELETE FROM evaluations WHERE status = 'failed'").rowcount
 
+    @_guarded
     def count_evaluations(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
 
     # ---- generations ---------------------------------------------------------------------------------
+    @_guarded
     def add_generation(self, generation: Generation) -> None:
         g = generation
         self.db.execute(
@@ -154,26 +218,45 @@ class RunStore:
             (g.generation, json.dumps(g.population), json.dumps(g.front), g.hypervolume, time.time()),
         )
 
+    @_guarded
     def generations(self) -> list[Generation]:
         rows = self.db.execute("SELECT generation, population, front, hypervolume FROM generations ORDER BY generation")
-        return [Generation(g, json.loads(p), json.loads(f), hv) for g, p, f, hv in rows.fetchall()]
+        return [_generation(row, self.path) for row in rows.fetchall()]
+
+    def check(self) -> None:
+        """Read every stored record (config, evaluations, generations): a one-line ``StoreError`` for the first
+        that is corrupt, before a resumed search replays or writes anything."""
+        self.get_meta("config")
+        self.evaluations()
+        self.generations()
 
 
 def _check_is_a_starlab_store(path: Path) -> None:
-    """Refuse, without writing a byte, a file that is not a run store of this schema."""
+    """Refuse, without writing a byte, a file that is not an intact run store of this schema."""
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            row = (
-                db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-                if "meta" in tables
-                else None
-            )
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as error:
+        raise StoreError("run store {0} cannot be opened: {1}", path, error) from None
+    try:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() if "meta" in tables else None
+        # every page, read once (a run store is small): a damaged file is refused before anything writes to it
+        problems = [line for (line,) in db.execute("PRAGMA quick_check(3)").fetchall() if line != "ok"]
     except sqlite3.DatabaseError as error:
         raise StoreError("run store {0} is unreadable or corrupt: {1}", path, error) from None
+    finally:
+        db.close()
     if row is None:
         raise StoreError("{0} is not a starlab run store (no schema version); it was left untouched", path)
-    version = json.loads(row[0])
+    if problems:
+        raise StoreError("run store {0} is corrupt ({1}); it was left untouched", path, "; ".join(problems)[:300])
+    missing = [table for table in TABLES if table not in tables]
+    if missing:
+        raise StoreError("run store {0} is corrupt (no {1} table); it was left untouched", path, ", ".join(missing))
+    try:
+        version = json.loads(row[0])
+    except (TypeError, ValueError):
+        version = row[0]
     if version != SCHEMA_VERSION:
         raise StoreError(
             "run store {0} has schema {1}; this starlab reads schema {2} (the run was written by another "
@@ -181,9 +264,45 @@ def _check_is_a_starlab_store(path: Path) -> None:
         )  # fmt: skip
 
 
-def _evaluation(row: tuple) -> Evaluation:
+def _evaluation(row: tuple, path: Path) -> Evaluation:
+    """A stored row as the record it was; a row that cannot be one (edited, damaged) is a ``StoreError``."""
     genome, hash_, protocol, seed, width, status, quality, scores, params, cache, seconds, worker, metrics = row
-    return Evaluation(
-        genome, hash_, protocol, seed, width, status, quality, json.loads(scores), params, cache, seconds, worker,
-        json.loads(metrics),
-    )  # fmt: skip
+    try:
+        scores, metrics = json.loads(scores), json.loads(metrics)
+        checks = {
+            "genome": isinstance(genome, str), "hash": isinstance(hash_, str), "protocol": isinstance(protocol, str),
+            "seed": _is_int(seed), "width": _is_int(width), "quality": _is_number(quality),
+            "scores": isinstance(scores, dict) and all(isinstance(k, str) and _is_number(v) for k, v in scores.items()),
+            "params": _is_int(params), "cache_bytes": _is_int(cache), "seconds": _is_number(seconds),
+            "worker": isinstance(worker, str), "metrics": isinstance(metrics, dict),
+        }  # fmt: skip
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"its {', '.join(bad)} {'is' if len(bad) == 1 else 'are'} not what was stored")
+        Genome.parse(genome)
+        return Evaluation(
+            genome, hash_, protocol, seed, width, status, quality, scores, params, cache, seconds, worker, metrics
+        )
+    except (TypeError, ValueError, RecursionError) as error:
+        raise StoreError(
+            "run store {0} is corrupt: the evaluation of {1} ({2}) cannot be read: {3}",
+            path, str(hash_)[:40], str(protocol)[:40], str(error)[:200],
+        ) from None  # fmt: skip
+
+
+def _generation(row: tuple, path: Path) -> Generation:
+    number, population, front, hypervolume = row
+    try:
+        population, front = json.loads(population), json.loads(front)
+        members_ok = isinstance(population, list) and all(
+            isinstance(m, dict) and isinstance(m.get("genome"), str) and isinstance(m.get("hash"), str)
+            for m in population
+        )
+        front_ok = isinstance(front, list) and all(_is_int(i) and 0 <= i < len(population) for i in front)
+        if not (_is_int(number) and members_ok and front_ok and (hypervolume is None or _is_number(hypervolume))):
+            raise ValueError("its population, front or hypervolume is not what was stored")
+    except (TypeError, ValueError, RecursionError) as error:
+        raise StoreError(
+            "run store {0} is corrupt: generation {1} cannot be read: {2}", path, str(number)[:20], str(error)[:200]
+        ) from None
+    return Generation(number, population, front, hypervolume)

@@ -141,6 +141,8 @@ def open_corpus(data: str | Path | None, text_field: str = "text") -> Corpus:
     """The corpus at ``data`` (a text/jsonl/parquet file or a directory), or the default corpus for ``None``."""
     if data is None:
         return default_corpus()
+    if not isinstance(data, (str, os.PathLike)) or not str(data).strip():
+        raise ValueError(f"the corpus path must be a file or directory, got {data!r}")  # "" would read "."
     path = Path(data).expanduser()
     if path.is_dir():
         files = _directory_files(path)
@@ -150,6 +152,8 @@ def open_corpus(data: str | Path | None, text_field: str = "text") -> Corpus:
             raise ValueError(f"{path}: unknown format {path.suffix!r}; use {', '.join(READERS)} or a directory")
     else:
         raise ValueError(f"{path}: no such file or directory")
+    if all(file.stat().st_size == 0 for file in files):
+        raise ValueError(f"{path}: the corpus is empty (its files hold no text)")
     return Corpus(path.resolve().name, tuple(file.resolve() for file in files), _read_file, text_field)
 
 

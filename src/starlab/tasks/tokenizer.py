@@ -77,6 +77,11 @@ def train_bpe(texts: Iterable[str], vocab_size: int, path: Path) -> BPETokenizer
     return BPETokenizer(path)
 
 
+#: The largest BPE vocabulary: four times the largest in common use (256k); ``tokenizers`` aborts the whole
+#: process (a failed allocation in native code, no exception) when asked for 10**9.
+MAX_BPE_VOCAB = 2**20
+
+
 def resolve_vocab_size(tokenizer: str, vocab_size: int | None) -> int:
     """The vocabulary a tokenizer name and an optional requested size give, or a one-line ``ValueError``."""
     if tokenizer == "byte":
@@ -85,8 +90,11 @@ def resolve_vocab_size(tokenizer: str, vocab_size: int | None) -> int:
         return 256
     if tokenizer == "bpe":
         size = DEFAULT_BPE_VOCAB if vocab_size is None else vocab_size
-        if size <= 256:
-            raise ValueError(f"a byte-level BPE needs vocab_size > 256 (256 byte tokens plus merges), got {size}")
+        if isinstance(size, bool) or not isinstance(size, int) or not 256 < size <= MAX_BPE_VOCAB:
+            raise ValueError(
+                f"a byte-level BPE needs vocab_size > 256 (256 byte tokens plus merges) and <= {MAX_BPE_VOCAB}, "
+                f"got {size!r}"
+            )
         return size
     raise ValueError(f"tokenizer must be one of {', '.join(TOKENIZERS)}, got {tokenizer!r}")
 
