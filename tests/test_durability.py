@@ -211,3 +211,32 @@ def test_evaluations_that_finished_when_ctrl_c_came_are_stored(tmp_path, monkeyp
     stored = {e.hash for e in search.store.evaluations()}
     search.close()
     assert len(submitted) == 4 and stored == {g.hash() for g in genomes[1:]}  # the finished three, not the other
+
+
+# ---- surrogate and ladder: replay repeats every decision -------------------------------------------------
+
+ECONOMY = ("--protocol", "synthetic-noisy", "--ladder", "synthetic-noisy,synthetic", "--surrogate", "--depth", "4",
+           "--population", "4", "--budget", "20", "--seed", "5")  # fmt: skip
+
+
+def test_sigkill_and_resume_of_a_surrogate_ladder_search_ends_as_the_uninterrupted_one(tmp_path):
+    """Killed twice mid-run and resumed, a search that screens with the surrogate and promotes up a ladder
+    stores the same evaluations on every rung and the same generations (populations, fronts, surrogate and
+    ladder statistics) as one that ran through."""
+    killed, journal, whole = tmp_path / "killed", tmp_path / "journal", tmp_path / "whole"
+    base = [sys.executable, "-m", "starlab.cli", "evolve"]
+    settings = ["--protocol-setting", "delay_s=0.05", "--protocol-setting", f"journal={journal}"]
+    subprocess.run([*base, "--out", str(whole), *ECONOMY], check=True, capture_output=True)
+    for attempt, stored in enumerate((6, 13)):
+        where = ["--resume", str(killed)] if attempt else ["--out", str(killed), *ECONOMY, *settings]
+        victim = subprocess.Popen([*base, *where], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True)  # fmt: skip
+        kill_when(victim, killed, journal, stored)
+    subprocess.run([*base, "--resume", str(killed)], check=True, capture_output=True)
+    assert max(Counter(ended(journal)).values()) == 1  # nothing finished was run again
+    with RunStore(killed) as k, RunStore(whole) as w:
+        for rung in ("synthetic-noisy", "synthetic"):
+            assert {e.hash: e.quality for e in k.evaluations(rung)} == {e.hash: e.quality for e in w.evaluations(rung)}
+        assert len(k.evaluations("synthetic-noisy")) == 20
+        assert k.generations() == w.generations()
+        assert any("surrogate" in g.stats for g in k.generations())

@@ -253,10 +253,14 @@ def evolve(args: argparse.Namespace) -> None:
     overrides = {
         "protocol": args.protocol, "algorithm": args.algorithm, "population": args.population,
         "generations": args.generations, "depth": args.depth, "width": args.width, "seed": args.seed,
-        "top_k": args.top_k, "expensive_protocol": args.expensive_protocol, "data": args.data,
+        "budget": args.budget, "ladder": args.ladder, "eta": args.eta, "data": args.data,
+        "surrogate": args.surrogate or None, "breed_factor": args.breed_factor, "exploration": args.exploration,
+        "asynchronous": args.asynchronous or None,
         "objectives": args.objectives, "seeds": args.seeds,
         "protocol_settings": dict(args.protocol_setting) if args.protocol_setting else None,
     }  # fmt: skip
+    if args.ladder and args.protocol is None:  # the ladder's bottom rung is the search protocol
+        overrides["protocol"] = args.ladder.split(",")[0].strip()
     resume = args.resume is not None
     if not resume:
         if args.config:
@@ -301,7 +305,7 @@ def print_result(directory) -> None:
         for r in front_table(run)
     ]  # fmt: skip
     title = (f"Pareto front over all {len(run.successful)} successful evaluations "
-             f"(quality = {run.protocol.quality_meaning}; lower is better)")  # fmt: skip
+             f"(quality = {run.quality_meaning}; lower is better)")  # fmt: skip
     print_table(title, rows[:FRONT_ROWS], list(rows[0]), wrap=("classes",))
     if len(rows) > FRONT_ROWS:
         print(f"... and {len(rows) - FRONT_ROWS} more on the front (starlab report {directory} shows all)")
@@ -490,8 +494,18 @@ def add_evolution_commands(groups) -> None:
     ev.add_argument("--width", type=positive_int, help="model width (default: the protocol's)")
     ev.add_argument("--seed", type=int, help="seed of the search and of every evaluation (default 0)")
     ev.add_argument("--seeds", help="comma-separated genomes or presets for the initial population")
-    ev.add_argument("--top-k", type=int, help="multi-fidelity: re-assess this many per generation")
-    ev.add_argument("--expensive-protocol", choices=names, metavar="NAME", help="multi-fidelity: protocol of the top-k")
+    ev.add_argument("--budget", type=positive_int, help="store exactly this many evaluations of the search protocol "
+                    "(without --generations: run until it is spent)")  # fmt: skip
+    ev.add_argument("--ladder", metavar="P1,P2,...", help="multi-fidelity rungs, cheapest first (e.g. demo,quick): "
+                    "all candidates on P1, the best 1/eta of each rung promoted to the next")  # fmt: skip
+    ev.add_argument("--eta", type=positive_int, help="ladder: promote the best 1/eta of each rung (default 3)")
+    ev.add_argument("--surrogate", action="store_true", help="breed more offspring and assess only those a "
+                    "quality predictor fitted on the run's evaluations ranks best")  # fmt: skip
+    ev.add_argument("--breed-factor", type=positive_int, help="surrogate: offspring bred per one assessed (default 8)")
+    ev.add_argument("--exploration", type=float, help="surrogate: share of assessed offspring picked at random "
+                    "(default 0.25)")  # fmt: skip
+    ev.add_argument("--async", dest="asynchronous", action="store_true",
+                    help="steady state: breed a new candidate whenever a worker is free")  # fmt: skip
     ev.add_argument("--data", help="corpus for lm-* protocols")
     ev.add_argument(
         "--executor",

@@ -62,8 +62,10 @@ def assess(
     seed, device = check_seed(seed), check_device(device)
     # before any data is generated or tokenized: the largest model this protocol builds must be trainable here
     check_model_fits(genome, width, protocol.vocab_bound, device, protocol.config, training=True)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     outcome = finite(protocol.run(genome, width, seed, device, progress), protocol)
+    seconds = time.perf_counter() - start
+    spent = {"cpu_seconds": time.process_time() - cpu_start, "gpu_seconds": seconds if device.type == "cuda" else 0.0}
     sizes = genome_sizes(genome, width, protocol.config)
     return Evaluation(
         genome=genome.canonical().text(),
@@ -76,7 +78,7 @@ def assess(
         scores=outcome.scores,
         params=sizes.params,
         cache_bytes=sizes.cache_bytes,
-        seconds=time.perf_counter() - start,
+        seconds=seconds,
         worker=f"{socket.gethostname()}:{os.getpid()}",
-        metrics=outcome.metrics,
+        metrics={**outcome.metrics, **spent},  # CPU seconds of this process (all its threads), GPU-seconds
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol as TypingProtocol
 
 import numpy as np
 from pymoo.indicators.hv import HV
@@ -70,24 +71,39 @@ def failed_evaluation(genome: Genome, protocol: Protocol, seed: int, width: int,
     )  # fmt: skip
 
 
-class Objectives:
-    """A search's objective vector for each evaluation: quality as measured, sizes relative to the reference."""
+class Measured(TypingProtocol):
+    """What an objective vector is made of: an :class:`Evaluation`, or a predicted quality with exact sizes."""
 
-    def __init__(self, names: str | Sequence[str], protocol: Protocol, depth: int, width: int) -> None:
+    quality: float
+    params: int
+    cache_bytes: int
+
+
+class Objectives:
+    """A search's objective vector for each evaluation: quality as measured, sizes relative to the reference.
+
+    ``worst_quality`` (default: the protocol's) is the hypervolume reference point's quality; a ladder's
+    comparable qualities are on its top rung's scale, and so is its worst quality.
+    """
+
+    def __init__(
+        self, names: str | Sequence[str], protocol: Protocol, depth: int, width: int, worst_quality: float | None = None
+    ) -> None:
         self.names = check_objectives(names)
         self.protocol = protocol
+        self.worst_quality = protocol.worst_quality if worst_quality is None else worst_quality
         reference_genome = Genome.from_slots([(SIZE_REFERENCE_CLASS, 1, 1, 1, 1)] * depth)
         reference = genome_sizes(reference_genome, width, protocol.config)
         self.scale = {"quality": 1.0, "params": reference.params, "cache": reference.cache_bytes}
 
-    def values(self, evaluations: Sequence[Evaluation]) -> np.ndarray:
+    def values(self, evaluations: Sequence[Measured]) -> np.ndarray:
         """One row per evaluation, one column per objective (all minimised)."""
         raw = [{"quality": e.quality, "params": e.params, "cache": e.cache_bytes} for e in evaluations]
         return np.array([[r[name] / self.scale[name] for name in self.names] for r in raw], dtype=float)
 
     @property
     def reference_point(self) -> np.ndarray:
-        worst = {"quality": self.protocol.worst_quality, "params": SIZE_REFERENCE_POINT, "cache": SIZE_REFERENCE_POINT}
+        worst = {"quality": self.worst_quality, "params": SIZE_REFERENCE_POINT, "cache": SIZE_REFERENCE_POINT}
         return np.array([worst[name] for name in self.names])
 
     def hypervolume(self, values: np.ndarray) -> float:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,3 +55,13 @@ class Evaluation:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Evaluation:
         return cls(**data)
+
+
+def spent(evaluations: Sequence[Evaluation]) -> dict[str, float]:
+    """How many evaluations, and the wall, CPU and GPU seconds they took (CPU and GPU where recorded)."""
+    return {
+        "evaluations": len(evaluations),
+        "seconds": sum(e.seconds for e in evaluations),
+        "cpu_seconds": sum(e.metrics.get("cpu_seconds", 0.0) for e in evaluations),
+        "gpu_seconds": sum(e.metrics.get("gpu_seconds", 0.0) for e in evaluations),
+    }

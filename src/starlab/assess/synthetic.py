@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from starlab.assess.protocol import Outcome, Progress, Protocol, Range, register_protocol
@@ -36,18 +37,28 @@ def synthetic_quality(genome: Genome) -> float:
 class SyntheticProtocol(Protocol):
     """:func:`synthetic_quality` as a protocol: deterministic, and instantaneous unless given a cost.
 
-    ``delay_s`` makes each assessment take that long (a stand-in for training when measuring executors or
-    durability), and ``journal`` names a file to which each assessment appends ``<time> start|end <hash> <pid>``
-    lines, so that benchmarks and tests can count the work that was really done, in whichever process ran it.
+    ``scale``, ``offset`` and ``noise`` turn it into a rung of a stand-in ladder: quality
+    ``scale * synthetic_quality + offset`` plus Gaussian noise of standard deviation ``noise``, drawn from the
+    genome and the seed (so a measurement repeats exactly, and two rungs' noises are independent when their
+    ``noise`` differs). ``delay_s`` makes each assessment take that long (a stand-in for training when
+    measuring executors or durability), and ``journal`` names a file to which each assessment appends
+    ``<time> start|end <hash> <pid>`` lines, so that benchmarks and tests can count the work that was really
+    done, in whichever process ran it.
     """
 
     kind: ClassVar[str] = "synthetic"
     quality_meaning: ClassVar[str] = "analytic stand-in (no training)"
     #: an hour per assessment is longer than any stand-in needs; a larger delay is a typo that would hang a run
-    RANGES: ClassVar[dict[str, Range]] = {"delay_s": Range(0, 3600)}
+    RANGES: ClassVar[dict[str, Range]] = {
+        "delay_s": Range(0, 3600), "scale": Range(0, 100, open_low=True), "offset": Range(-100, 100),
+        "noise": Range(0, 10),
+    }  # fmt: skip
     name: str = "synthetic"
     description: str = "analytic quality, no training (tests and search benchmarks)"
     width: int = 64
+    scale: float = 1.0
+    offset: float = 0.0
+    noise: float = 0.0
     delay_s: float = 0.0
     journal: str | None = None
 
@@ -61,9 +72,14 @@ class SyntheticProtocol(Protocol):
     ) -> Outcome:
         self._note("start", genome)
         time.sleep(self.delay_s)
-        quality = synthetic_quality(genome)
+        quality = self.scale * synthetic_quality(genome) + self.offset + self.noise * self._draw(genome, seed)
         self._note("end", genome)
         return Outcome(quality=quality, scores={"synthetic": 1.0 - quality})
+
+    def _draw(self, genome: Genome, seed: int) -> float:
+        """A standard normal number fixed by the genome, the seed and this rung's noise level."""
+        key = [int(genome.hash()[:15], 16), seed, int(self.noise * 1e6)]
+        return float(np.random.default_rng(key).standard_normal())
 
     def _note(self, event: str, genome: Genome) -> None:
         if self.journal is not None:
@@ -75,3 +91,9 @@ class SyntheticProtocol(Protocol):
 
 
 register_protocol(SyntheticProtocol(cost_s=0.0))
+register_protocol(
+    SyntheticProtocol(
+        name="synthetic-noisy", noise=0.05, cost_s=0.0,
+        description="synthetic quality plus seeded noise (a bottom rung: --ladder synthetic-noisy,synthetic)",
+    )
+)  # fmt: skip

@@ -1,10 +1,11 @@
 """STAR's evolution: the genome problem, variation operators, algorithms, executors and the durable loop."""
 
 from starlab.evolve.algorithms import ALGORITHMS, make_algorithm
+from starlab.evolve.config import SearchConfig
 from starlab.evolve.executors import EXECUTORS, EvalJob, make_executor
 from starlab.evolve.presets import SEARCH_PRESETS
 from starlab.evolve.problem import GenomeProblem
-from starlab.evolve.search import Search, SearchConfig, SearchSummary
+from starlab.evolve.search import Search, SearchSummary
 
 __all__ = [
     "ALGORITHMS",

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -92,10 +93,11 @@ class Firefly(GeneticAlgorithm):
         return np.lexsort((-np.nan_to_num(crowding, posinf=1e12), rank))
 
     def _infill(self) -> Population:
+        """Every firefly moves once (``n_offsprings // pop_size`` times when more offspring are bred)."""
         X, rng = self.pop.get("X"), self.random_state
         order = self._brightness_order()
         moved = []
-        for position, i in enumerate(order):
+        for _, (position, i) in itertools.product(range(max(1, self.n_offsprings // self.pop_size)), enumerate(order)):
             x = X[i].copy()
             for j in order[:position]:  # every brighter firefly, brightest first
                 r = np.mean(x != X[j])
@@ -118,7 +120,7 @@ class RandomSearch(GeneticAlgorithm):
         super().__init__(pop_size=pop_size, survival=RankAndCrowding(), advance_after_initial_infill=True, **kwargs)
 
     def _infill(self) -> Population:
-        return self.initialization.do(self.problem, self.pop_size, algorithm=self, random_state=self.random_state)
+        return self.initialization.do(self.problem, self.n_offsprings, algorithm=self, random_state=self.random_state)
 
 
 def make_algorithm(
@@ -130,11 +132,22 @@ def make_algorithm(
     crossover_at_slots: bool = True,
     elites: int = 2,
     weights: Sequence[float] = (),
+    breed: int = 1,
 ) -> GeneticAlgorithm:
     """A pymoo algorithm with starlab's genome operators (not yet set up; the search calls ``setup``).
 
     ``weights`` are GA's objective weights (default: equal); the other algorithms are multi-objective.
+    ``breed`` multiplies the offspring bred per generation (the surrogate keeps ``1/breed`` of them).
     """
+    algorithm = _algorithm(name, problem, pop_size, seeds, mutation_prob, crossover_at_slots, elites, weights)
+    algorithm.n_offsprings *= breed
+    return algorithm
+
+
+def _algorithm(
+    name: str, problem: GenomeProblem, pop_size: int, seeds: Sequence[Genome], mutation_prob: float,
+    crossover_at_slots: bool, elites: int, weights: Sequence[float],
+) -> GeneticAlgorithm:  # fmt: skip
     common = {
         "sampling": GenomeSampling(seeds),
         "repair": GenomeRepair(),

@@ -1,27 +1,29 @@
 """STAR's loop — assessment, pairing, recombination, mutation — as an ask/tell loop over a durable store.
 
-Each generation: ask the algorithm for candidates; evaluate them (pymoo's ``Evaluator`` on the
-:class:`GenomeProblem`, whose assess function serves every evaluation the store holds and submits the rest
-to the executor, committing each result as it arrives); tell the algorithm; record the generation (its
-population, Pareto front and hypervolume). Resuming is *replay*: the algorithm is rebuilt from the run's
-seed and re-asked generation by generation, and every evaluation the store already holds is served from it.
-pymoo's operators draw only from the seeded generator, so the replayed algorithm passes through exactly the
-same states: a run that was killed and resumed ends with the same populations as one that never stopped,
-and no finished evaluation is lost or run twice.
+Each generation: ask the algorithm for candidates (with the surrogate, many more, of which a predictor
+keeps the promising ones); cut them to what is left of the budget; evaluate them (pymoo's ``Evaluator`` on
+the :class:`GenomeProblem`, whose assess function serves every evaluation the store holds, submits the
+rest to the executor and commits each result as it arrives, then promotes the best up the ladder); tell
+the algorithm their qualities on one scale (:mod:`starlab.assess.ladder`); record the generation (its
+population, Pareto front, hypervolume and what was spent).
+
+Resuming is *replay*: the algorithm is rebuilt from the run's seed and re-asked generation by generation,
+and every evaluation the store already holds is served from it. pymoo's operators, promotion and screening
+draw only from generators seeded by the run, and every decision reads the :class:`Archive` of what had been
+told by then, so the replayed run passes through exactly the same states: a run that was killed and resumed
+ends with the same populations as one that never stopped, and no finished evaluation is lost or run twice.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import math
+import itertools
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, as_completed
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from typing import Protocol as TypingProtocol
 
 import numpy as np
@@ -30,193 +32,20 @@ from pymoo.core.population import Population
 from pymoo.core.termination import NoTermination
 from pymoo.operators.survival.rank_and_crowding import RankAndCrowding
 
-from starlab.assess import (
-    Evaluation,
-    Objectives,
-    Protocol,
-    check_objectives,
-    failed_evaluation,
-    get_protocol,
-    pareto_front,
-)
-from starlab.assess.assessment import MAX_SEED
+from starlab.assess import Evaluation, Objectives, Sizes, failed_evaluation, genome_sizes, pareto_front
+from starlab.assess.ladder import rank_agreement
 from starlab.errors import Setting, SettingError
-from starlab.evolve.algorithms import ALGORITHMS, make_algorithm
+from starlab.evolve.algorithms import make_algorithm
+from starlab.evolve.archive import Archive
+from starlab.evolve.config import SearchConfig
 from starlab.evolve.executors import EvalJob, Executor
-from starlab.evolve.presets import search_preset
+from starlab.evolve.operators import GenomeSampling
 from starlab.evolve.problem import GenomeProblem
-from starlab.genome import MAX_SLOTS, PRESETS, Genome, resolve
-from starlab.liv import check_width
-from starlab.model import check_device, check_largest_model_fits
+from starlab.evolve.surrogate import MIN_TRAINING, Surrogate, genome_features, screen
+from starlab.genome import Genome
+from starlab.model import check_device
 from starlab.status import Status
 from starlab.store import Generation, RunLock, RunStore, StoreError, check_config_keys
-
-#: The largest population: pymoo's non-dominated sorting is quadratic in it, and a generation of more
-#: genomes than this is more evaluations than any budget here affords (a typo, not a search).
-MAX_POPULATION = 4096
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    """Everything that defines a run. Stored in the run directory; resuming reuses it as is.
-
-    ``objectives`` may be given as a list, comma-separated text or a preset (``quality``, ``size``, ``cache``);
-    ``seeds`` (genomes or preset names for the initial population) as a list or comma-separated text.
-    """
-
-    protocol: str = "demo"
-    protocol_settings: dict[str, Any] = field(default_factory=dict)  # e.g. {"size": "paper"}: a variant
-    depth: int = 4
-    width: int | None = None  # None: the protocol's width
-    objectives: tuple[str, ...] = ("quality", "params", "cache")
-    algorithm: str = "nsga2"
-    population: int = 16
-    generations: int = 18
-    seed: int = 0
-    seeds: tuple[str, ...] = ()
-    mutation_prob: float = 0.1
-    crossover_at_slots: bool = True
-    elites: int = 2
-    weights: tuple[float, ...] = ()  # GA: weights of the objectives in the weighted sum (default equal)
-    expensive_protocol: str | None = None  # multi-fidelity: re-assess each generation's top-k with this
-    top_k: int = 0
-    data: str | None = None  # corpus for language-modelling protocols
-    max_evaluations: int | None = None  # stop after the generation in which this many are stored
-
-    def __post_init__(self) -> None:
-        self._check_types()
-        seeds = self.seeds.split(",") if isinstance(self.seeds, str) else self.seeds
-        object.__setattr__(self, "objectives", check_objectives(self.objectives))
-        object.__setattr__(self, "seeds", tuple(s.strip() for s in seeds if s.strip()))
-        object.__setattr__(self, "weights", tuple(self.weights))
-        checks = {
-            "algorithm": (self.algorithm in ALGORITHMS, f"one of {', '.join(ALGORITHMS)}"),
-            "depth": (1 <= self.depth <= MAX_SLOTS, f"an integer in 1..{MAX_SLOTS}"),
-            "seed": (0 <= self.seed <= MAX_SEED, "a non-negative integer (at most 2**63-1)"),
-            "population": (4 <= self.population <= MAX_POPULATION, f"an integer in 4..{MAX_POPULATION}"),
-            "generations": (self.generations >= 0, "an integer >= 0"),
-            "mutation_prob": (0 <= self.mutation_prob <= 1, "in [0, 1]"),
-            "elites": (0 <= self.elites < self.population, "in 0..population-1"),
-            "top_k": (0 <= self.top_k <= self.population, "in 0..population"),
-            "max_evaluations": (self.max_evaluations is None or self.max_evaluations >= 1, "a positive integer"),
-            "weights": (not self.weights or len(self.weights) == len(self.objectives), "one per objective"),
-        }
-        for name, (ok, allowed) in checks.items():
-            if not ok:
-                raise ValueError(f"search setting {name} = {getattr(self, name)!r} must be {allowed}")
-        if self.top_k and self.expensive_protocol is None:
-            raise ValueError("search setting top_k needs expensive_protocol (the protocol for the top-k)")
-        object.__setattr__(self, "protocol_settings", dict(self.protocol_settings))
-        if self.width is not None:
-            check_width(self.width)
-        protocol = self.search_protocol()
-        width = self.width or protocol.width
-        check_largest_model_fits(self.depth, width, protocol.vocab_bound, config=protocol.config, training=True)
-        self.seed_genomes()
-        protocol.check_ready()  # a corpus too small for the protocol: refused now, not in every evaluation
-        if self.expensive_protocol is not None:
-            get_protocol(self.expensive_protocol).with_data(self.data).check_ready()
-
-    def _check_types(self) -> None:
-        """Settings read from a file may have any JSON type; a wrong one is a one-line error, not a traceback."""
-        kinds = {
-            "protocol": (str,), "depth": (int,), "population": (int,), "generations": (int,), "seed": (int,),
-            "elites": (int,), "top_k": (int,), "crossover_at_slots": (bool,), "mutation_prob": (int, float),
-            "width": (int, type(None)), "max_evaluations": (int, type(None)), "data": (str, type(None)),
-            "expensive_protocol": (str, type(None)), "protocol_settings": (dict,),
-            "objectives": (str, list, tuple), "seeds": (str, list, tuple), "weights": (list, tuple),
-        }  # fmt: skip
-        for name, allowed in kinds.items():
-            value = getattr(self, name)
-            if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
-                names = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
-                raise ValueError(f"search setting {name} = {_short(value)} must be {names}")
-        for name in ("objectives", "seeds"):
-            value = getattr(self, name)
-            if not isinstance(value, str) and not all(isinstance(item, str) for item in value):
-                raise ValueError(f"search setting {name} = {_short(value)} must be text or a list of text")
-        if not all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) for w in self.weights):
-            raise ValueError(f"search setting weights = {_short(self.weights)} must be a list of finite numbers")
-
-    def search_protocol(self) -> Protocol:
-        """The protocol every candidate is assessed with: the named one, with this search's settings and data."""
-        return get_protocol(self.protocol).with_settings(**self.protocol_settings).with_data(self.data)
-
-    def seed_genomes(self) -> list[Genome]:
-        """The initial population's seeds as genomes (presets at the search depth), checked before any work."""
-        genomes = [self._seed_genome(text) for text in self.seeds]
-        for text, genome in zip(self.seeds, genomes, strict=True):
-            if len(genome) != self.depth:
-                raise ValueError(f"seed genome {text} has {len(genome)} slots; this search uses depth {self.depth}")
-        return genomes
-
-    def _seed_genome(self, text: str) -> Genome:
-        if text.strip().lower() not in PRESETS:
-            return resolve(text)
-        try:
-            return resolve(text, self.depth)
-        except ValueError as error:
-            raise SettingError("seed genome {0} cannot be built at depth {1} ({2}); change {3} or {4}",
-                               text, self.depth, error, Setting("depth"), Setting("seeds")) from None  # fmt: skip
-
-    def conflicts(self, **overrides: Any) -> dict[str, tuple[Any, Any]]:
-        """The given settings (``None``: not given) that differ from this config: name -> (given, this one's).
-
-        Resuming runs the stored config; the CLI uses this to say which of its flags it ignores.
-        """
-        given = _given(overrides)
-        changed = dataclasses.replace(self, **given) if given else self
-        return {k: (getattr(changed, k), getattr(self, k)) for k in given if getattr(changed, k) != getattr(self, k)}
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SearchConfig:
-        if not isinstance(data, dict):
-            raise ValueError(f"search settings must be a JSON object of settings, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(
-                f"unknown search settings: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
-            )
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
-
-    @classmethod
-    def from_preset(cls, name: str, **overrides: Any) -> SearchConfig:
-        """A search preset (``demo``, ``quick``, ``paper-125m``...) with some settings replaced (``None``: kept)."""
-        return cls.from_json({**search_preset(name), **_given(overrides)})
-
-    @classmethod
-    def from_file(cls, path: str | Path, **overrides: Any) -> SearchConfig:
-        """Settings from a JSON file (the run directory keeps its config the same way), some replaced."""
-        try:
-            settings = json.loads(Path(path).read_text(encoding="utf-8"), object_pairs_hook=_no_duplicates)
-        except (OSError, ValueError) as error:  # unreadable, not UTF-8, not JSON, a key given twice
-            raise ValueError(f"cannot read search config {path}: {error}") from None
-        except RecursionError:
-            raise ValueError(f"cannot read search config {path}: its JSON is nested too deeply") from None
-        if not isinstance(settings, dict):
-            raise ValueError(f"search config {path} must hold a JSON object of settings")
-        return cls.from_json({**settings, **_given(overrides)})
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [key for key, _ in pairs]
-    repeated = sorted({key for key in keys if keys.count(key) > 1})
-    if repeated:  # json.loads would keep the last one silently
-        raise ValueError(f"setting {', '.join(repeated)} is given more than once")
-    return dict(pairs)
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:40]}… ({len(text)} characters)"
-
-
-def _given(overrides: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in overrides.items() if v is not None}
 
 
 class SearchFailed(ValueError):
@@ -237,12 +66,21 @@ class Reporter(TypingProtocol):
 class SearchSummary:
     directory: Path
     generations: int
-    evaluations: int
-    new_evaluations: int
+    evaluations: int  # of the search protocol (what the budget counts)
+    new_evaluations: int  # run now, on every rung
     seconds: float
     front: list[dict] = field(default_factory=list)
     hypervolume: float = 0.0
     failed: int = 0  # stored evaluations of the search protocol whose status is 'failed'
+    promotions: dict[str, int] = field(default_factory=dict)  # evaluations on each higher rung
+
+
+class Predicted(NamedTuple):
+    """A candidate as the surrogate sees it: predicted quality, exact sizes."""
+
+    quality: float
+    params: int
+    cache_bytes: int
 
 
 class Search:
@@ -271,11 +109,15 @@ class Search:
             undo.pop_all()
         self.retried = self.store.remove_failed() if retry_failed else 0
         self.config, self.executor, self.reporter, self.device = config, executor, reporter, device
-        self.protocol = config.search_protocol()
+        self.rungs = config.rung_protocols()
+        self.protocol, top = self.rungs[0], self.rungs[-1]
         self.width = config.width or self.protocol.width
-        self.objectives = Objectives(config.objectives, self.protocol, config.depth, self.width)
+        self.objectives = Objectives(config.objectives, self.protocol, config.depth, self.width, top.worst_quality)
         self.problem = GenomeProblem(config.depth, self.objectives, self.assess_genomes)
-        self.new_evaluations = 0
+        self.archive = Archive(config.rungs(), top.worst_quality)
+        self.new_evaluations, self.generation = 0, 0
+        self.promoted: dict[str, int] = {}  # this generation's promotions, per rung
+        self.sizes: dict[str, Sizes] = {}  # exact sizes of genomes the surrogate has screened
 
     def _run_config(self, directory: str | Path, config: SearchConfig | None, resume: bool) -> SearchConfig:
         """The stored config when resuming; otherwise ``config``, stored (a directory holding a run is refused)."""
@@ -321,6 +163,8 @@ class Search:
                 if future.done() and not future.cancelled() and future.exception() is None:
                     self._store(genomes, protocol, future, indices, results)
             raise
+        for evaluation in results:  # in the genomes' order, whatever order they finished in: replay repeats it
+            self.archive.add(evaluation)  # type: ignore[arg-type]
         return results  # type: ignore[return-value]
 
     def _job(self, genome: Genome, protocol: str) -> EvalJob:
@@ -344,49 +188,150 @@ class Search:
         error = future.exception()
         if error is None:
             return Evaluation.from_dict(future.result())
-        assessed_by = self.protocol if protocol == self.config.protocol else get_protocol(protocol)
+        assessed_by = next(rung for rung in self.rungs if rung.name == protocol)
         return failed_evaluation(genome, assessed_by, self.config.seed, self.width, error)
 
     def assess_genomes(self, genomes: Sequence[Genome]) -> list[Evaluation]:
-        """The problem's assess function: the search protocol's evaluations, where multi-fidelity is on with
-        the ``top_k`` best of the batch (rank, then crowding) re-assessed by the expensive protocol."""
-        evaluations = self.evaluate(genomes, self.config.protocol)
-        if self.config.top_k:
-            candidates = Population.new("F", self.objectives.values(evaluations), "index", np.arange(len(genomes)))
-            best = RankAndCrowding().do(self.problem, candidates, n_survive=self.config.top_k)
-            chosen = [int(i) for i in best.get("index")]
-            expensive = self.evaluate([genomes[i] for i in chosen], self.config.expensive_protocol)
-            for index, better in zip(chosen, expensive, strict=True):
-                evaluations[index] = better
-        return evaluations
+        """The problem's assess function: every genome on the bottom rung, the best promoted up the ladder,
+        and their evaluations with qualities on one scale."""
+        self.evaluate(genomes, self.config.protocol)
+        self._climb(genomes)
+        return self.archive.comparable(genomes)
+
+    def _climb(self, genomes: Sequence[Genome]) -> None:
+        """Promote the best ``1/eta`` of this batch's measured genomes from each rung to the next (at least
+        one): non-dominated rank, then crowding distance, on that rung's quality and the exact sizes."""
+        current = [g for g in {g.hash(): g for g in genomes}.values() if self._measured(g, 0)]
+        for k, rung in enumerate(self.config.rungs()[1:], start=1):
+            if not current:
+                break
+            below = self.archive.on(current, k - 1)
+            chosen = self._best(current, self.objectives.values(below), max(1, len(current) // self.config.eta), k)
+            self.promoted[rung] = self.promoted.get(rung, 0) + sum(not self.archive.has(g, k) for g in chosen)
+            self.evaluate(chosen, rung)
+            current = [g for g in chosen if self._measured(g, k)]
+
+    def _measured(self, genome: Genome, rung: int) -> bool:
+        return self.archive.on([genome], rung)[0].status == Status.OK
+
+    def _best(self, genomes: Sequence[Genome], values: np.ndarray, n: int, stream: int) -> list[Genome]:
+        """The ``n`` best of ``genomes`` by rank and crowding on ``values``, ties broken by a seeded draw."""
+        candidates = Population.new("F", values, "index", np.arange(len(genomes)))
+        best = RankAndCrowding().do(self.problem, candidates, n_survive=n, random_state=self._rng(stream))
+        return [genomes[int(i)] for i in sorted(best.get("index"))]
+
+    def _rng(self, stream: int) -> np.random.Generator:
+        """A generator fixed by the run seed, the generation and what it is for (so replay draws the same)."""
+        return np.random.default_rng([self.config.seed, self.generation, stream])
 
     # ---- the loop ------------------------------------------------------------------------------------
     def run(self) -> SearchSummary:
+        if self.config.asynchronous:  # steady state: a new candidate whenever a worker is free
+            from starlab.evolve.steady import run_steady
+
+            return run_steady(self)
         start, config = time.perf_counter(), self.config
+        breed = config.breed_factor if config.surrogate else 1
         algorithm = make_algorithm(
             config.algorithm, self.problem, config.population, config.seed_genomes(), config.mutation_prob,
-            config.crossover_at_slots, config.elites, config.weights,
+            config.crossover_at_slots, config.elites, config.weights, breed,
         )  # fmt: skip
         algorithm.setup(self.problem, termination=NoTermination(), seed=config.seed)
+        self.offspring = algorithm.n_offsprings // breed  # assessed per generation
         if self.reporter:
-            self.reporter.start(config, config.population * (config.generations + 1), self.store.count_evaluations())
+            self.reporter.start(config, config.total_evaluations(), self.store.count_evaluations())
         record = Generation(-1, [], [], 0.0)
-        for generation in range(config.generations + 1):
+        for generation in itertools.count():
+            if (config.generations is not None and generation > config.generations) or self._remaining() == 0:
+                break
+            self.generation, self.promoted = generation, {}
             pop = algorithm.ask()
-            if pop is None or len(pop) == 0:  # nothing new could be bred: the search has converged
+            pop, predicted = self._screen(pop if pop is not None else Population.empty(), generation)
+            pop = self._within_budget(pop, algorithm)
+            if len(pop) == 0:  # nothing new can be bred or drawn: the genome space is exhausted
                 break
             Evaluator().eval(self.problem, pop)
             self._check_not_all_failed(generation, pop)
+            if algorithm.pop is not None and len(algorithm.pop) and len(self.rungs) > 1:
+                algorithm.pop.set("F", self._values(algorithm.pop))  # the ladder's scale moved: re-read it
             algorithm.tell(infills=pop)
-            record = self._record_generation(generation, algorithm.pop)
-            if config.max_evaluations and self.store.count_evaluations() >= config.max_evaluations:
-                break
+            record = self._record_generation(generation, algorithm.pop, self._stats(predicted))
         self.store.set_meta("finished", True)
         failed = sum(e.status == Status.FAILED for e in self.store.evaluations(config.protocol))
+        promotions = {rung: len(self.store.evaluations(rung)) for rung in config.rungs()[1:]}
         return SearchSummary(
-            self.store.directory, record.generation, self.store.count_evaluations(), self.new_evaluations,
-            time.perf_counter() - start, record.front_members, record.hypervolume or 0.0, failed,
+            self.store.directory, record.generation, len(self.store.evaluations(config.protocol)),
+            self.new_evaluations, time.perf_counter() - start, record.front_members, record.hypervolume or 0.0,
+            failed, promotions,
         )  # fmt: skip
+
+    def _remaining(self) -> int | float:
+        """Bottom-rung evaluations the budget still allows (as told so far, so that replay cuts alike)."""
+        return float("inf") if self.config.budget is None else self.config.budget - self.archive.count(0)
+
+    def _values(self, pop: Population) -> np.ndarray:
+        return self.objectives.values(self.archive.comparable(self._genomes(pop)))
+
+    def _genomes(self, pop: Population) -> list[Genome]:
+        return [self.problem.decode(x) for x in pop.get("X")]
+
+    def _within_budget(self, pop: Population, algorithm) -> Population:
+        """The candidates the budget pays for: genomes told before are free; new ones are kept in the order
+        bred until the budget is spent. When nothing new was bred (a converged population), as many fresh
+        random genomes as a generation assesses are drawn instead, so the budget is still spent exactly; when
+        none is left either, nothing (the search stops)."""
+        remaining, new = self._remaining(), set()
+        keep = []
+        for genome in self._genomes(pop):
+            fresh = not self.archive.has(genome) and genome.hash() not in new
+            if fresh and len(new) < remaining:
+                new.add(genome.hash())
+            keep.append(not fresh or genome.hash() in new)
+        pop = pop[np.array(keep, dtype=bool)] if len(pop) else pop
+        if new or remaining == 0:
+            return pop
+        wanted = int(min(remaining, self.offspring))  # distinct draws: enough to hold that many untold ones
+        drawn = GenomeSampling()._do(self.problem, self.archive.count() + wanted, random_state=self._rng(0))
+        fresh = [x for x in drawn if not self.archive.has(self.problem.decode(x))][:wanted]
+        return Population.merge(pop, Population.new("X", np.array(fresh))) if fresh else Population.empty()
+
+    # ---- surrogate ---------------------------------------------------------------------------------------
+    def _screen(self, pop: Population, generation: int) -> tuple[Population, dict[str, float]]:
+        """With the surrogate on, the offspring it keeps (see :mod:`starlab.evolve.surrogate`) and their
+        predicted qualities; otherwise (and for the initial population) the offspring as bred."""
+        if not self.config.surrogate or generation == 0 or len(pop) <= self.offspring:
+            return pop, {}
+        told = self.archive.comparable()
+        untold = np.array([not self.archive.has(g) for g in self._genomes(pop)], dtype=bool)
+        pop = pop[untold] if untold.any() else pop  # a genome told before would be a free, known repeat
+        genomes = self._genomes(pop)
+        if len(told) < MIN_TRAINING or len(pop) <= self.offspring:
+            return pop[: self.offspring], {}
+        seed = int(np.random.SeedSequence([self.config.seed, generation]).generate_state(1)[0])
+        features = np.array([genome_features(Genome.parse(e.genome), Sizes(e.params, e.cache_bytes)) for e in told])
+        model = Surrogate(seed).fit(features, told)
+        sizes = [self._sizes(g) for g in genomes]
+        predicted = model.predict(np.array([genome_features(g, s) for g, s in zip(genomes, sizes, strict=True)]))
+        rows = [Predicted(q, s.params, s.cache_bytes) for q, s in zip(predicted, sizes, strict=True)]
+        kept = screen(self.objectives.values(rows), self.offspring, self.config.exploration, self._rng(1))
+        return pop[kept], {genomes[i].hash(): predicted[i] for i in kept}
+
+    def _sizes(self, genome: Genome) -> Sizes:
+        if genome.hash() not in self.sizes:
+            self.sizes[genome.hash()] = genome_sizes(genome, self.width, self.protocol.config)
+        return self.sizes[genome.hash()]
+
+    def _stats(self, predicted: dict[str, float]) -> dict[str, Any]:
+        """What this generation spent and measured about the search itself (stored with the generation)."""
+        counts = {rung: self.archive.count(k) for k, rung in enumerate(self.config.rungs())}
+        stats: dict[str, Any] = {"evaluations": counts, "promoted": dict(self.promoted)}  # no times: replay repeats it
+        if len(self.rungs) > 1:
+            stats["correlations"] = self.archive.correlations()
+        if predicted:
+            measured = {e.hash: e.quality for e in self.archive.comparable()}
+            hashes = [h for h in predicted if h in measured]
+            stats["surrogate"] = rank_agreement([predicted[h] for h in hashes], [measured[h] for h in hashes])
+        return stats
 
     def _check_not_all_failed(self, generation: int, pop) -> None:
         """A generation in which every candidate failed means the setup is broken, not the architectures."""
@@ -398,8 +343,8 @@ class Search:
                 f"the first: {evaluations[0].metrics.get('error', 'no error recorded')}"
             )
 
-    def _record_generation(self, generation: int, pop) -> Generation:
-        """Store the surviving population with its objective values, Pareto front and hypervolume."""
+    def _record_generation(self, generation: int, pop, stats: dict[str, Any]) -> Generation:
+        """Store the surviving population with its objective values, Pareto front, hypervolume and stats."""
         values = np.array(pop.get("F"), dtype=float)
         genomes = [self.problem.decode(x) for x in pop.get("X")]
         members = [
@@ -410,7 +355,7 @@ class Search:
             }
             for g, v in zip(genomes, values, strict=True)
         ]
-        record = Generation(generation, members, pareto_front(values), self.objectives.hypervolume(values))
+        record = Generation(generation, members, pareto_front(values), self.objectives.hypervolume(values), stats)
         self.store.add_generation(record)
         if self.reporter:
             self.reporter.generation(generation, record.front_members, record.hypervolume)

@@ -348,6 +348,35 @@ def _last_population_note(run: RunData) -> str:
     )
 
 
+def _economy_tables(run: RunData) -> str:
+    """What each rung spent; with a ladder, its rank agreement; with the surrogate, its per-generation one."""
+    heads = ["rung", "evaluations", "wall seconds", "CPU seconds", "GPU seconds"]
+    body = [
+        "<tr>" + "".join(f"<td>{c}</td>" for c in (
+            _e(rung), f"{s['evaluations']:.0f}", *(f"{s[k]:.1f}" for k in ("seconds", "cpu_seconds", "gpu_seconds"))
+        )) + "</tr>"
+        for rung, s in run.spent().items()
+    ]  # fmt: skip
+    html_ = _table(heads, body, "spent")
+    steps = run.rung_correlations()
+    if steps:
+        rows = ["<tr>" + "".join(f"<td>{_e(c)}</td>" for c in (
+            f"{s['low']} → {s['high']}", s["n"], _number(s["spearman"]), _number(s["kendall"]))) + "</tr>"
+            for s in steps]  # fmt: skip
+        html_ += _table(["ladder step", "genomes on both", "Spearman", "Kendall"], rows, "ladder")
+    agreement = run.surrogate_agreement()
+    if agreement:
+        rows = ["<tr>" + "".join(f"<td>{_e(c)}</td>" for c in (
+            a["generation"], a["n"], _number(a["spearman"]), _number(a["kendall"]))) + "</tr>"
+            for a in agreement]  # fmt: skip
+        html_ += _table(["generation", "assessed", "Spearman (predicted vs measured)", "Kendall"], rows, "surrogate")
+    return html_
+
+
+def _number(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
 def _status_line(run: RunData) -> str:
     counts = ", ".join(f"{n} {status}" for status, n in run.status_counts().items())
     error = run.first_error()
@@ -390,6 +419,11 @@ writes). Sizes are absolute (non-embedding parameters; inference cache at {CACHE
 the "× all-SA-1" columns are the objectives as the search saw them. Scores are per task, higher is better.
 {_e(_last_population_note(run))}</p>
 {_front_table(run)}
+<h2>What the search spent</h2>
+<p>Evaluations and seconds per rung (the budget counts the first); for a ladder, how far neighbouring rungs
+rank the genomes measured on both alike; for the surrogate, how well its predictions, made before each
+generation was assessed, ranked what was then measured.</p>
+{_economy_tables(run)}
 <h2>Baselines</h2>
 <p>Genome presets of the run's depth that were evaluated (as seeds or found by the search).</p>
 {_baseline_table(run)}

@@ -12,6 +12,7 @@ better, so ``v < b`` is *better*; sizes: *fewer* parameters, *less* cache), writ
 from __future__ import annotations
 
 import json
+import statistics
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -186,8 +187,9 @@ def _context(run: RunData) -> str:
         f"width {run.width} under protocol {config['protocol']} in {generations} "
         f"generation{'s' * (generations != 1)}, minimising {', '.join(config['objectives'])}; the Pareto front "
         f"over all {successful} successful evaluations holds {len(front)} genome{'s' * (len(front) != 1)}. "
-        f"Quality means: {run.protocol.quality_meaning}; lower is better."
+        f"Quality means: {run.quality_meaning}; lower is better."
     )
+    sentence += " " + spending_sentence(run)
     unsuccessful = total - successful
     if unsuccessful:
         counts = run.status_counts()
@@ -195,6 +197,31 @@ def _context(run: RunData) -> str:
         error = run.first_error()
         sentence += f" {detail} {'is' if unsuccessful == 1 else 'are'} left out of the front"
         sentence += f" (the first error: {error})." if error else "."
+    return sentence
+
+
+def spending_sentence(run: RunData) -> str:
+    """What the evaluations cost, per rung, against the budget; with a ladder, how far its rungs agree; with
+    the surrogate, how well it predicted."""
+    spent = run.spent()
+    budget = run.config.get("budget")
+    parts = [
+        f"{s['evaluations']:.0f} on {rung} ({s['seconds']:.0f} wall-s, {s['cpu_seconds']:.0f} CPU-s"
+        + (f", {s['gpu_seconds']:.0f} GPU-s)" if s["gpu_seconds"] else ")")
+        for rung, s in spent.items()
+    ]
+    sentence = f"Evaluations: {'; '.join(parts)}"
+    sentence += f", against a budget of {budget} on {run.config['protocol']}." if budget else "."
+    for step in run.rung_correlations():
+        if step["spearman"] is not None:
+            sentence += (f" Over the {step['n']} genomes measured on both {step['low']} and {step['high']}, "
+                         f"their ranks agree with Spearman {step['spearman']:.2f} "
+                         f"(Kendall {step['kendall']:.2f}).")  # fmt: skip
+    agreement = [a["spearman"] for a in run.surrogate_agreement() if a["spearman"] is not None]
+    if agreement:
+        sentence += (f" The surrogate's predictions, made before each generation was assessed, ranked it with "
+                     f"a median Spearman of {statistics.median(agreement):.2f} over {len(agreement)} "
+                     "generations.")  # fmt: skip
     return sentence
 
 

@@ -8,13 +8,14 @@ run's objectives — and the one front that tables, plots, headlines and export 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from starlab.assess import Objectives, Protocol, get_protocol, pareto_front
-from starlab.assess.record import Evaluation
+from starlab.assess.ladder import comparable_evaluations, measured, rung_correlations
+from starlab.assess.record import Evaluation, spent
 from starlab.genome import MAX_SLOTS, PRESETS, preset
 from starlab.status import Status
 from starlab.store.sqlite import Generation, RunStore, StoreError
@@ -23,10 +24,11 @@ from starlab.store.sqlite import Generation, RunStore, StoreError
 #: search checks the ranges when it resumes; readers (report, export) check the types and what they use.
 STORED_CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "protocol": (str,), "protocol_settings": (dict,), "depth": (int,), "width": (int, type(None)),
-    "objectives": (list,), "algorithm": (str,), "population": (int,), "generations": (int,), "seed": (int,),
-    "seeds": (list,), "mutation_prob": (int, float), "crossover_at_slots": (bool,), "elites": (int,),
-    "weights": (list,), "expensive_protocol": (str, type(None)), "top_k": (int,), "data": (str, type(None)),
-    "max_evaluations": (int, type(None)),
+    "objectives": (list,), "algorithm": (str,), "population": (int,), "generations": (int, type(None)),
+    "budget": (int, type(None)), "seed": (int,), "seeds": (list,), "mutation_prob": (int, float),
+    "crossover_at_slots": (bool,), "elites": (int,), "weights": (list,), "ladder": (list,), "eta": (int,),
+    "surrogate": (bool,), "breed_factor": (int,), "exploration": (int, float), "asynchronous": (bool,),
+    "data": (str, type(None)),
 }  # fmt: skip
 
 
@@ -58,7 +60,7 @@ def check_stored_config(config: Any, directory: str | Path) -> dict[str, Any]:
         if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
             names = " or ".join("null" if kind is type(None) else kind.__name__ for kind in kinds)
             raise corrupt(f"has {key} = {str(value)[:60]!r}, not {names}")
-    for key, kinds in (("objectives", str), ("seeds", str), ("weights", (int, float))):
+    for key, kinds in (("objectives", str), ("seeds", str), ("ladder", str), ("weights", (int, float))):
         if not all(isinstance(item, kinds) and not isinstance(item, bool) for item in config[key]):
             raise corrupt(
                 f"has {key} = {str(config[key])[:60]!r}, not a list of {'text' if kinds is str else 'numbers'}"
@@ -79,16 +81,50 @@ UNSUCCESSFUL = (Status.FAILED, Status.DIVERGED)
 
 @dataclass
 class RunData:
-    """Everything a report shows, read from the run store."""
+    """Everything a report shows, read from the run store.
+
+    ``evaluations`` are the search protocol's, in the order they were stored, with the qualities the search
+    compared: with a ladder, on its top rung's scale (measured there where promoted, estimated otherwise:
+    :mod:`starlab.assess.ladder`). ``rungs`` holds every rung's evaluations as measured.
+    """
 
     config: dict[str, Any]
-    evaluations: list[Evaluation]  # the search protocol's evaluations, in the order they were stored
+    evaluations: list[Evaluation]
     generations: list[Generation]
+    rungs: dict[str, list[Evaluation]] = field(default_factory=dict)
 
     @cached_property
     def protocol(self) -> Protocol:
         """The search protocol with the run's settings (what every candidate was assessed with)."""
         return get_protocol(self.config["protocol"]).with_settings(**self.config.get("protocol_settings", {}))
+
+    @property
+    def top(self) -> Protocol:
+        """The protocol whose scale qualities are on: the ladder's top rung, or the search protocol."""
+        ladder = self.config.get("ladder") or []
+        return get_protocol(ladder[-1]) if len(ladder) > 1 else self.protocol
+
+    @property
+    def quality_meaning(self) -> str:
+        """What the run's quality numbers are, in words."""
+        if self.top is self.protocol:
+            return self.protocol.quality_meaning
+        return (f"{self.top.quality_meaning} on the top rung {self.top.name} (measured where promoted, "
+                f"else estimated from the lower rungs)")  # fmt: skip
+
+    def spent(self) -> dict[str, dict[str, float]]:
+        """Per rung (cheapest first): evaluations stored and the wall, CPU and GPU seconds they took."""
+        return {rung: spent(evaluations) for rung, evaluations in self.rungs.items()}
+
+    def rung_correlations(self) -> list[dict]:
+        """Per step up the ladder, Spearman's and Kendall's rank agreement over the genomes measured on both."""
+        return rung_correlations(list(self.rungs), [measured(e) for e in self.rungs.values()])
+
+    def surrogate_agreement(self) -> list[dict]:
+        """Per screened generation, the rank agreement of the surrogate's predictions (made before the
+        generation was assessed) with the qualities then measured."""
+        screened = [g for g in self.generations if "surrogate" in g.stats]
+        return [{"generation": g.generation, **g.stats["surrogate"]} for g in screened]
 
     @property
     def width(self) -> int:
@@ -98,7 +134,8 @@ class RunData:
     @cached_property
     def objectives(self) -> Objectives:
         """The run's objective vector, normalised exactly as the search normalised it."""
-        return Objectives(self.config["objectives"], self.protocol, self.config["depth"], self.width)
+        depth, worst = self.config["depth"], self.top.worst_quality
+        return Objectives(self.config["objectives"], self.protocol, depth, self.width, worst)
 
     @property
     def successful(self) -> list[Evaluation]:
@@ -168,8 +205,10 @@ def load_run(directory: str | Path) -> RunData:
         if config is None:
             raise StoreError("{0} holds no search config; is it a starlab search directory?", directory)
         config = check_stored_config(config, directory)
-        evaluations = store.evaluations(config["protocol"])
+        rungs = {rung: store.evaluations(rung) for rung in config["ladder"] or [config["protocol"]]}
         generations = store.generations()
     if not generations:
         raise StoreError("{0}: the search has not finished a generation yet; nothing to report", directory)
-    return RunData(config, evaluations, generations)
+    run = RunData(config, [], generations, rungs)
+    run.evaluations = comparable_evaluations(list(rungs.values()), run.top.worst_quality)
+    return run

@@ -14,7 +14,7 @@ import math
 import os
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from starlab.errors import SettingError
 from starlab.genome import Genome
 
 STORE_FILE = "run.sqlite"
-SCHEMA_VERSION = 2  # 2: evaluations keep width and scores; generations keep their Pareto front
+SCHEMA_VERSION = 3  # 2: evaluations keep width and scores; generations keep their Pareto front; 3: and stats
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS generations (
     population TEXT NOT NULL,
     front TEXT NOT NULL,
     hypervolume REAL,
-    finished REAL NOT NULL
+    finished REAL NOT NULL,
+    stats TEXT NOT NULL
 );
 """
 
@@ -63,12 +64,17 @@ _SELECT = f"SELECT {_EVALUATION_COLUMNS} FROM evaluations e JOIN genomes g ON g.
 
 @dataclass(frozen=True)
 class Generation:
-    """One generation's surviving population (members with their objective values) and its Pareto front."""
+    """One generation's surviving population (members with their objective values) and its Pareto front.
+
+    ``stats`` is what the search measured about itself by then: evaluations and seconds spent per rung,
+    promotions, rank agreement between rungs and of the surrogate's predictions (JSON data).
+    """
 
     generation: int
     population: list[dict[str, Any]]
     front: list[int]  # indices into population of its non-dominated members
     hypervolume: float | None
+    stats: dict[str, Any] = field(default_factory=dict)
 
     @property
     def front_members(self) -> list[dict[str, Any]]:
@@ -214,13 +220,21 @@ class RunStore:
     def add_generation(self, generation: Generation) -> None:
         g = generation
         self.db.execute(
-            "INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?)",
-            (g.generation, json.dumps(g.population), json.dumps(g.front), g.hypervolume, time.time()),
+            "INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                g.generation,
+                json.dumps(g.population),
+                json.dumps(g.front),
+                g.hypervolume,
+                time.time(),
+                json.dumps(g.stats),
+            ),
         )
 
     @_guarded
     def generations(self) -> list[Generation]:
-        rows = self.db.execute("SELECT generation, population, front, hypervolume FROM generations ORDER BY generation")
+        query = "SELECT generation, population, front, hypervolume, stats FROM generations ORDER BY generation"
+        rows = self.db.execute(query)
         return [_generation(row, self.path) for row in rows.fetchall()]
 
     def check(self) -> None:
@@ -291,18 +305,19 @@ def _evaluation(row: tuple, path: Path) -> Evaluation:
 
 
 def _generation(row: tuple, path: Path) -> Generation:
-    number, population, front, hypervolume = row
+    number, population, front, hypervolume, stats = row
     try:
-        population, front = json.loads(population), json.loads(front)
+        population, front, stats = json.loads(population), json.loads(front), json.loads(stats)
         members_ok = isinstance(population, list) and all(
             isinstance(m, dict) and isinstance(m.get("genome"), str) and isinstance(m.get("hash"), str)
             for m in population
         )
         front_ok = isinstance(front, list) and all(_is_int(i) and 0 <= i < len(population) for i in front)
-        if not (_is_int(number) and members_ok and front_ok and (hypervolume is None or _is_number(hypervolume))):
-            raise ValueError("its population, front or hypervolume is not what was stored")
+        hypervolume_ok = hypervolume is None or _is_number(hypervolume)
+        if not (_is_int(number) and members_ok and front_ok and hypervolume_ok and isinstance(stats, dict)):
+            raise ValueError("its population, front, hypervolume or stats are not what was stored")
     except (TypeError, ValueError, RecursionError) as error:
         raise StoreError(
             "run store {0} is corrupt: generation {1} cannot be read: {2}", path, str(number)[:20], str(error)[:200]
         ) from None
-    return Generation(number, population, front, hypervolume)
+    return Generation(number, population, front, hypervolume, stats)

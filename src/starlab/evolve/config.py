@@ -1,0 +1,247 @@
+"""A search's settings as one record: what defines a run, checked before any work, stored with the run.
+
+Budgets: ``budget`` is the number of evaluations of the search protocol (the ladder's bottom rung) a run
+stores, exactly, whatever the algorithm; ``generations`` caps the generations (``None``: until the budget is
+spent). Multi-fidelity: ``ladder`` names the rungs, cheapest first, and ``eta`` how selective each promotion
+is. ``surrogate`` pre-screens ``breed_factor`` times more offspring than are assessed; ``asynchronous`` breeds
+a new candidate whenever a worker is free instead of generation by generation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from starlab.assess import Protocol, check_objectives, get_protocol
+from starlab.assess.assessment import MAX_SEED
+from starlab.errors import Setting, SettingError
+from starlab.evolve.algorithms import ALGORITHMS
+from starlab.evolve.presets import search_preset
+from starlab.genome import MAX_SLOTS, PRESETS, Genome, resolve
+from starlab.liv import check_width
+from starlab.model import check_largest_model_fits
+
+#: The largest population: pymoo's non-dominated sorting is quadratic in it, and a generation of more
+#: genomes than this is more evaluations than any budget here affords (a typo, not a search).
+MAX_POPULATION = 4096
+#: The largest budget: a million evaluations is beyond any search here (a typo, not a budget).
+MAX_BUDGET = 10**6
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything that defines a run. Stored in the run directory; resuming reuses it as is.
+
+    ``objectives`` may be given as a list, comma-separated text or a preset (``quality``, ``size``, ``cache``);
+    ``seeds`` (genomes or preset names for the initial population) as a list or comma-separated text.
+    """
+
+    protocol: str = "demo"  # the search protocol: every candidate is assessed with it (the ladder's bottom rung)
+    protocol_settings: dict[str, Any] = field(default_factory=dict)  # e.g. {"size": "paper"}: a variant
+    depth: int = 4
+    width: int | None = None  # None: the protocol's width
+    objectives: tuple[str, ...] = ("quality", "params", "cache")
+    algorithm: str = "nsga2"
+    population: int = 16
+    generations: int | None = 18  # generations after the initial population; None: until the budget is spent
+    budget: int | None = None  # store exactly this many evaluations of the search protocol
+    seed: int = 0
+    seeds: tuple[str, ...] = ()
+    mutation_prob: float = 0.1
+    crossover_at_slots: bool = True
+    elites: int = 2
+    weights: tuple[float, ...] = ()  # GA: weights of the objectives in the weighted sum (default equal)
+    ladder: tuple[str, ...] = ()  # multi-fidelity rungs, cheapest first (the first is the search protocol)
+    eta: int = 3  # each generation the best 1/eta of a rung's candidates are promoted to the next rung
+    surrogate: bool = False  # pre-screen offspring with a predictor of quality fitted on the run's evaluations
+    breed_factor: int = 8  # with the surrogate: offspring bred per offspring assessed
+    exploration: float = 0.25  # with the surrogate: share of the assessed offspring picked at random
+    asynchronous: bool = False  # breed a candidate whenever a worker is free (steady state)
+    data: str | None = None  # corpus for language-modelling protocols
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        seeds = self.seeds.split(",") if isinstance(self.seeds, str) else self.seeds
+        object.__setattr__(self, "objectives", check_objectives(self.objectives))
+        object.__setattr__(self, "seeds", tuple(s.strip() for s in seeds if s.strip()))
+        object.__setattr__(self, "weights", tuple(self.weights))
+        ladder = self.ladder.split(",") if isinstance(self.ladder, str) else self.ladder
+        if any(not name.strip() for name in ladder) and (len(ladder) > 1 or not isinstance(self.ladder, str)):
+            raise SettingError("{0} = {1!r} names an empty rung; name protocols, cheapest first (e.g. demo,quick)",
+                               Setting("ladder"), ",".join(ladder))  # fmt: skip
+        ladder = tuple(name.strip() for name in ladder if name.strip())
+        object.__setattr__(self, "ladder", ladder if len(ladder) > 1 else ())
+        checks = {
+            "algorithm": (self.algorithm in ALGORITHMS, f"one of {', '.join(ALGORITHMS)}"),
+            "depth": (1 <= self.depth <= MAX_SLOTS, f"an integer in 1..{MAX_SLOTS}"),
+            "seed": (0 <= self.seed <= MAX_SEED, "a non-negative integer (at most 2**63-1)"),
+            "population": (4 <= self.population <= MAX_POPULATION, f"an integer in 4..{MAX_POPULATION}"),
+            "generations": (self.generations is None or self.generations >= 0, "an integer >= 0 or null"),
+            "budget": (self.budget is None or 1 <= self.budget <= MAX_BUDGET, f"an integer in 1..{MAX_BUDGET}"),
+            "mutation_prob": (0 <= self.mutation_prob <= 1, "in [0, 1]"),
+            "elites": (0 <= self.elites < self.population, "in 0..population-1"),
+            "eta": (2 <= self.eta <= 1000, "an integer in 2..1000"),
+            "breed_factor": (1 <= self.breed_factor <= 64, "an integer in 1..64"),
+            "exploration": (0 <= self.exploration <= 1, "in [0, 1]"),
+            "weights": (not self.weights or len(self.weights) == len(self.objectives), "one per objective"),
+        }
+        for name, (ok, allowed) in checks.items():
+            if not ok:
+                raise ValueError(f"search setting {name} = {getattr(self, name)!r} must be {allowed}")
+        self._check_combinations()
+        object.__setattr__(self, "protocol_settings", dict(self.protocol_settings))
+        if self.width is not None:
+            check_width(self.width)
+        protocol = self.search_protocol()
+        width = self.width or protocol.width
+        check_largest_model_fits(self.depth, width, protocol.vocab_bound, config=protocol.config, training=True)
+        self.seed_genomes()
+        protocol.check_ready()  # a corpus too small for the protocol: refused now, not in every evaluation
+        for rung in self.rung_protocols()[1:]:
+            check_largest_model_fits(self.depth, self.width or rung.width, rung.vocab_bound, config=rung.config,
+                                     training=True)  # fmt: skip
+            rung.check_ready()
+
+    def _check_combinations(self) -> None:
+        if self.generations is None and self.budget is None:
+            raise SettingError("a search needs {0} or {1} (or both): with neither it would never stop",
+                               Setting("generations"), Setting("budget"))  # fmt: skip
+        if self.ladder:
+            if self.ladder[0] != self.protocol:
+                raise SettingError("{0} starts at the search protocol: {1} is {2!r}, the ladder's first rung {3!r}",
+                                   Setting("ladder"), Setting("protocol"), self.protocol, self.ladder[0])  # fmt: skip
+            if len(set(self.ladder)) != len(self.ladder):
+                raise SettingError("{0} names a protocol twice: {1}", Setting("ladder"), ",".join(self.ladder))
+        if self.asynchronous and (self.ladder or self.surrogate or self.algorithm == "firefly"):
+            raise SettingError(
+                "{0} breeds one candidate at a time with nsga2, ga or random; it is not combined with {1}, {2} "
+                "or the firefly algorithm", Setting("asynchronous"), Setting("ladder"), Setting("surrogate"),
+            )  # fmt: skip
+
+    def rungs(self) -> tuple[str, ...]:
+        """The protocols every run assesses with, cheapest first: the ladder, or the search protocol alone."""
+        return self.ladder or (self.protocol,)
+
+    def rung_protocols(self) -> list[Protocol]:
+        """The rungs as protocols: the search's own settings apply to the bottom rung only."""
+        return [self.search_protocol(), *(get_protocol(name).with_data(self.data) for name in self.rungs()[1:])]
+
+    def total_evaluations(self) -> int:
+        """The bottom-rung evaluations the run will store if nothing is converged or cut short."""
+        by_generations = math.inf if self.generations is None else self.population * (self.generations + 1)
+        return int(min(by_generations, self.budget or math.inf))
+
+    def _check_types(self) -> None:
+        """Settings read from a file may have any JSON type; a wrong one is a one-line error, not a traceback."""
+        kinds = {
+            "protocol": (str,), "depth": (int,), "population": (int,), "generations": (int, type(None)), "seed": (int,),
+            "elites": (int,), "budget": (int, type(None)), "crossover_at_slots": (bool,), "mutation_prob": (int, float),
+            "width": (int, type(None)), "data": (str, type(None)), "protocol_settings": (dict,),
+            "objectives": (str, list, tuple), "seeds": (str, list, tuple), "weights": (list, tuple),
+            "ladder": (str, list, tuple), "eta": (int,), "surrogate": (bool,), "breed_factor": (int,),
+            "exploration": (int, float), "asynchronous": (bool,),
+        }  # fmt: skip
+        for name, allowed in kinds.items():
+            value = getattr(self, name)
+            if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+                names = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+                raise ValueError(f"search setting {name} = {_short(value)} must be {names}")
+        for name in ("objectives", "seeds", "ladder"):
+            value = getattr(self, name)
+            if not isinstance(value, str) and not all(isinstance(item, str) for item in value):
+                raise ValueError(f"search setting {name} = {_short(value)} must be text or a list of text")
+        if not all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) for w in self.weights):
+            raise ValueError(f"search setting weights = {_short(self.weights)} must be a list of finite numbers")
+
+    def search_protocol(self) -> Protocol:
+        """The protocol every candidate is assessed with: the named one, with this search's settings and data."""
+        return get_protocol(self.protocol).with_settings(**self.protocol_settings).with_data(self.data)
+
+    def seed_genomes(self) -> list[Genome]:
+        """The initial population's seeds as genomes (presets at the search depth), checked before any work."""
+        genomes = [self._seed_genome(text) for text in self.seeds]
+        for text, genome in zip(self.seeds, genomes, strict=True):
+            if len(genome) != self.depth:
+                raise ValueError(f"seed genome {text} has {len(genome)} slots; this search uses depth {self.depth}")
+        return genomes
+
+    def _seed_genome(self, text: str) -> Genome:
+        if text.strip().lower() not in PRESETS:
+            return resolve(text)
+        try:
+            return resolve(text, self.depth)
+        except ValueError as error:
+            raise SettingError("seed genome {0} cannot be built at depth {1} ({2}); change {3} or {4}",
+                               text, self.depth, error, Setting("depth"), Setting("seeds")) from None  # fmt: skip
+
+    def conflicts(self, **overrides: Any) -> dict[str, tuple[Any, Any]]:
+        """The given settings (``None``: not given) that differ from this config: name -> (given, this one's).
+
+        Resuming runs the stored config; the CLI uses this to say which of its flags it ignores.
+        """
+        given = _given(overrides)
+        changed = dataclasses.replace(self, **given) if given else self
+        return {k: (getattr(changed, k), getattr(self, k)) for k in given if getattr(changed, k) != getattr(self, k)}
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SearchConfig:
+        if not isinstance(data, dict):
+            raise ValueError(f"search settings must be a JSON object of settings, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(
+                f"unknown search settings: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
+            )
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> SearchConfig:
+        """A search preset (``demo``, ``quick``, ``paper-125m``...) with some settings replaced (``None``: kept)."""
+        return cls.from_json(_budget_over_generations({**search_preset(name)}, _given(overrides)))
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> SearchConfig:
+        """Settings from a JSON file (the run directory keeps its config the same way), some replaced."""
+        try:
+            settings = json.loads(Path(path).read_text(encoding="utf-8"), object_pairs_hook=_no_duplicates)
+        except (OSError, ValueError) as error:  # unreadable, not UTF-8, not JSON, a key given twice
+            raise ValueError(f"cannot read search config {path}: {error}") from None
+        except RecursionError:
+            raise ValueError(f"cannot read search config {path}: its JSON is nested too deeply") from None
+        if not isinstance(settings, dict):
+            raise ValueError(f"search config {path} must hold a JSON object of settings")
+        return cls.from_json(_budget_over_generations(settings, _given(overrides)))
+
+
+def _budget_over_generations(settings: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """Settings with ``given`` applied; a budget given without generations runs until it is spent (a preset's
+    generations would otherwise stop the run short of the budget asked for)."""
+    settings = {**settings, **given}
+    if "budget" in given and "generations" not in given:
+        settings["generations"] = None
+    return settings
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:  # json.loads would keep the last one silently
+        raise ValueError(f"setting {', '.join(repeated)} is given more than once")
+    return dict(pairs)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}… ({len(text)} characters)"
+
+
+def _given(overrides: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in overrides.items() if v is not None}
