@@ -234,6 +234,7 @@ def test_sigkill_and_resume_of_a_surrogate_ladder_search_ends_as_the_uninterrupt
         kill_when(victim, killed, journal, stored)
     subprocess.run([*base, "--resume", str(killed)], check=True, capture_output=True)
     assert max(Counter(ended(journal)).values()) == 1  # nothing finished was run again
+    assert len({pid for _, pid in journal_entries(journal, "end")}) == 3  # each attempt did part of the work
     with RunStore(killed) as k, RunStore(whole) as w:
         for rung in ("synthetic-noisy", "synthetic"):
             assert {e.hash: e.quality for e in k.evaluations(rung)} == {e.hash: e.quality for e in w.evaluations(rung)}

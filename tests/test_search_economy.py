@@ -229,3 +229,9 @@ def test_the_command_line_runs_a_budgeted_ladder_with_the_surrogate(tmp_path, ca
     config = json.loads(json.dumps(load_run(out).config))
     assert config["ladder"] == ["synthetic-noisy", "synthetic"] and config["surrogate"] and config["budget"] == 20
     assert Genome.parse(stored(out, "synthetic")[0].genome)
+    assert "Evaluations: 20 on synthetic-noisy" in printed and "against a budget of 20" in printed
+    main(["report", str(out)])
+    page = (out / "report.html").read_text()
+    for shown in ("What the search spent", "synthetic-noisy → synthetic", "Spearman (predicted vs measured)"):
+        assert shown in page
+    assert "on the top rung synthetic (measured where promoted, else estimated" in page
