@@ -215,7 +215,7 @@ def main() -> None:
                   flush=True)  # fmt: skip
             header, rows = summarise(runs, args)
             write_json(name, {"args": vars(args), "header": header, "rows": rows, "runs": runs})
-    plot(runs, args, RESULTS / f"{name}.png")
+            plot(runs, args, RESULTS / f"{name}.png")
     title = f"{args.protocol}, budget {args.budget}, depth {args.depth}, population {args.population}"
     print_table(f"hypervolume of the archive ({title})", header, rows)
     print(f"wrote {RESULTS / name}.json and .png\n")
