@@ -21,7 +21,6 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future, as_completed
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 from typing import Protocol as TypingProtocol
@@ -40,16 +39,14 @@ from starlab.evolve.archive import Archive
 from starlab.evolve.config import SearchConfig
 from starlab.evolve.executors import EvalJob, Executor
 from starlab.evolve.operators import GenomeSampling
+from starlab.evolve.outcome import SearchFailed, SearchSummary
 from starlab.evolve.problem import GenomeProblem
+from starlab.evolve.steady import run_steady
 from starlab.evolve.surrogate import MIN_TRAINING, Surrogate, genome_features, screen
 from starlab.genome import Genome
 from starlab.model import check_device
 from starlab.status import Status
 from starlab.store import Generation, RunLock, RunStore, StoreError, check_config_keys
-
-
-class SearchFailed(ValueError):
-    """The search cannot produce anything meaningful (every evaluation of a generation failed)."""
 
 
 class Reporter(TypingProtocol):
@@ -60,19 +57,6 @@ class Reporter(TypingProtocol):
     def evaluated(self, evaluation: Evaluation, replayed: bool) -> None: ...
 
     def generation(self, generation: int, front: list[dict], hypervolume: float) -> None: ...
-
-
-@dataclass
-class SearchSummary:
-    directory: Path
-    generations: int
-    evaluations: int  # of the search protocol (what the budget counts)
-    new_evaluations: int  # run now, on every rung
-    seconds: float
-    front: list[dict] = field(default_factory=list)
-    hypervolume: float = 0.0
-    failed: int = 0  # stored evaluations of the search protocol whose status is 'failed'
-    promotions: dict[str, int] = field(default_factory=dict)  # evaluations on each higher rung
 
 
 class Predicted(NamedTuple):
@@ -227,8 +211,6 @@ class Search:
     # ---- the loop ------------------------------------------------------------------------------------
     def run(self) -> SearchSummary:
         if self.config.asynchronous:  # steady state: a new candidate whenever a worker is free
-            from starlab.evolve.steady import run_steady
-
             return run_steady(self)
         start, config = time.perf_counter(), self.config
         breed = config.breed_factor if config.surrogate else 1

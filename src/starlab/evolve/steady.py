@@ -35,7 +35,7 @@ import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from pymoo.core.duplicate import DuplicateElimination
@@ -45,13 +45,11 @@ from pymoo.core.termination import NoTermination
 
 from starlab.assess import Evaluation
 from starlab.evolve.algorithms import make_algorithm
+from starlab.evolve.outcome import SearchFailed, SearchSummary
 from starlab.evolve.problem import GenomeProblem
 from starlab.genome import Genome, random_genome
 from starlab.status import Status
 from starlab.store import Generation, StoreError
-
-if TYPE_CHECKING:
-    from starlab.evolve.search import Search, SearchSummary
 
 #: Matings per breed before a child that is no earlier candidate is given up for a random genome.
 MATINGS = 20
@@ -152,7 +150,7 @@ def parallelism(executor) -> int:
 class SteadyState:
     """The asynchronous loop of one :class:`~starlab.evolve.search.Search` (its store, executor, archive)."""
 
-    def __init__(self, search: Search) -> None:
+    def __init__(self, search: Any) -> None:  # a starlab.evolve.search.Search (which imports this)
         self.search, config = search, search.config
         self.config, self.problem, self.protocol = config, search.problem, config.protocol
         self.algorithm = make_algorithm(
@@ -327,8 +325,6 @@ class SteadyState:
     def _record(self, told: int) -> Generation:
         """Generation ``g`` at ``told`` evaluations: the survivors of the first ``told``, unless every evaluation
         since the previous generation failed (then the setup is broken: :class:`SearchFailed`)."""
-        from starlab.evolve.search import SearchFailed
-
         generation = self._generation_of(told)
         batch = self.told[generation * self.config.population : told]
         if batch and all(e.status == Status.FAILED for e in batch):
@@ -341,8 +337,6 @@ class SteadyState:
         return self.search._record_generation(generation, survivors, stats)
 
     def _summary(self, seconds: float) -> SearchSummary:
-        from starlab.evolve.search import SearchSummary
-
         store, generations = self.search.store, self.search.store.generations()
         last = generations[-1] if generations else Generation(-1, [], [], 0.0)
         evaluations = store.evaluations(self.protocol)
@@ -352,6 +346,6 @@ class SteadyState:
         )  # fmt: skip
 
 
-def run_steady(search: Search) -> SearchSummary:
+def run_steady(search: Any) -> SearchSummary:
     """Run ``search`` (a new run or a resumed one) as an asynchronous steady state."""
     return SteadyState(search).run()
