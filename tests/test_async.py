@@ -21,7 +21,7 @@ import starlab.evolve.steady as steady
 from starlab.assess import SyntheticProtocol, register_protocol, unregister_protocol
 from starlab.evolve import Search, SearchConfig, make_executor
 from starlab.evolve.executors import run_job
-from starlab.evolve.search import SearchFailed
+from starlab.evolve.outcome import SearchFailed
 from starlab.store import RunStore
 
 

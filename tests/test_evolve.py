@@ -324,7 +324,7 @@ class Broken(SyntheticProtocol):
 
 def test_a_generation_that_fails_entirely_stops_the_search_with_the_first_error(tmp_path, registered, capsys):
     from starlab.cli import main
-    from starlab.evolve.search import SearchFailed
+    from starlab.evolve.outcome import SearchFailed
 
     registered(Broken(name="synthetic-broken"))
     with pytest.raises(SearchFailed, match=r"every evaluation of generation 0 failed \(8 of 8\); the first: "

@@ -6,12 +6,25 @@ return and raise these.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from starlab.assess import Evaluation
+from starlab.status import Status
 
 
 class SearchFailed(ValueError):
     """The search cannot produce anything meaningful (every evaluation of a generation failed)."""
+
+
+def check_not_all_failed(generation: int, evaluations: Sequence[Evaluation]) -> None:
+    """A generation in which every candidate failed means the setup is broken, not the architectures."""
+    if evaluations and all(e.status == Status.FAILED for e in evaluations):
+        raise SearchFailed(
+            f"every evaluation of generation {generation} failed ({len(evaluations)} of {len(evaluations)}); "
+            f"the first: {evaluations[0].metrics.get('error', 'no error recorded')}"
+        )
 
 
 @dataclass

@@ -39,7 +39,7 @@ from starlab.evolve.archive import Archive
 from starlab.evolve.config import SearchConfig
 from starlab.evolve.executors import EvalJob, Executor
 from starlab.evolve.operators import GenomeSampling
-from starlab.evolve.outcome import SearchFailed, SearchSummary
+from starlab.evolve.outcome import SearchSummary, check_not_all_failed
 from starlab.evolve.problem import GenomeProblem
 from starlab.evolve.steady import run_steady
 from starlab.evolve.surrogate import MIN_TRAINING, Surrogate, genome_features, screen
@@ -233,7 +233,7 @@ class Search:
             if len(pop) == 0:  # nothing new can be bred or drawn: the genome space is exhausted
                 break
             Evaluator().eval(self.problem, pop)
-            self._check_not_all_failed(generation, pop)
+            check_not_all_failed(generation, self.archive.on(self._genomes(pop), 0))
             if algorithm.pop is not None and len(algorithm.pop) and len(self.rungs) > 1:
                 algorithm.pop.set("F", self._values(algorithm.pop))  # the ladder's scale moved: re-read it
             algorithm.tell(infills=pop)
@@ -315,20 +315,10 @@ class Search:
             stats["surrogate"] = rank_agreement([predicted[h] for h in hashes], [measured[h] for h in hashes])
         return stats
 
-    def _check_not_all_failed(self, generation: int, pop) -> None:
-        """A generation in which every candidate failed means the setup is broken, not the architectures."""
-        genomes = [self.problem.decode(x) for x in pop.get("X")]
-        evaluations = [self.store.get_evaluation(g.hash(), self.config.protocol, self.config.seed) for g in genomes]
-        if evaluations and all(e is not None and e.status == Status.FAILED for e in evaluations):
-            raise SearchFailed(
-                f"every evaluation of generation {generation} failed ({len(evaluations)} of {len(evaluations)}); "
-                f"the first: {evaluations[0].metrics.get('error', 'no error recorded')}"
-            )
-
     def _record_generation(self, generation: int, pop, stats: dict[str, Any]) -> Generation:
         """Store the surviving population with its objective values, Pareto front, hypervolume and stats."""
         values = np.array(pop.get("F"), dtype=float)
-        genomes = [self.problem.decode(x) for x in pop.get("X")]
+        genomes = self._genomes(pop)
         members = [
             {
                 "genome": g.canonical().text(),

@@ -45,7 +45,7 @@ from pymoo.core.termination import NoTermination
 
 from starlab.assess import Evaluation
 from starlab.evolve.algorithms import make_algorithm
-from starlab.evolve.outcome import SearchFailed, SearchSummary
+from starlab.evolve.outcome import SearchSummary, check_not_all_failed
 from starlab.evolve.problem import GenomeProblem
 from starlab.genome import Genome, random_genome
 from starlab.status import Status
@@ -327,11 +327,7 @@ class SteadyState:
         since the previous generation failed (then the setup is broken: :class:`SearchFailed`)."""
         generation = self._generation_of(told)
         batch = self.told[generation * self.config.population : told]
-        if batch and all(e.status == Status.FAILED for e in batch):
-            raise SearchFailed(
-                f"every evaluation of generation {generation} failed ({len(batch)} of {len(batch)}); "
-                f"the first: {batch[0].metrics.get('error', 'no error recorded')}"
-            )
+        check_not_all_failed(generation, batch)
         survivors = self._survivors(told, np.random.default_rng([self.config.seed, 1, generation]))
         stats = {"evaluations": {self.protocol: told}, "promoted": {}}
         return self.search._record_generation(generation, survivors, stats)
