@@ -83,8 +83,8 @@ def known_evaluations(work: Path, seed: int) -> dict[tuple[str, str], dict]:
 
 def run_one(variant: str, seed: int, args: argparse.Namespace) -> dict:
     directory = Path(args.work) / f"{args.protocol}-{variant}-seed{seed}"
-    executor = SharedEvaluations(make_executor(args.executor, args.workers, args.threads), {})
-    executor.known = known_evaluations(Path(args.work), seed)
+    inner = make_executor(args.executor, args.workers, args.threads)
+    executor = SharedEvaluations(inner, known_evaluations(Path(args.work), seed))
     resume = (directory / "run.sqlite").exists()
     if resume:
         with RunStore(directory) as store:
@@ -115,7 +115,7 @@ def measure(variant: str, seed: int, directory: Path, args: argparse.Namespace) 
     base = [e for e in everything if e.protocol == args.protocol]
     values = run.objectives.values([_with_quality(e, quality(e)) for e in base])
     hypervolumes = [run.objectives.hypervolume(values[: i + 1]) for i in range(len(base))]
-    seconds, elapsed, curve_seconds = 0.0, {}, []
+    seconds, elapsed = 0.0, {}
     for e in everything:
         seconds += e.seconds
         elapsed[(e.hash, e.protocol)] = seconds
