@@ -12,7 +12,9 @@ every variant (the ladder's extra measurements are its cost, counted in seconds)
 protocols it is on the noise-free synthetic quality, which is known.
 
 Resumable: every run lives in ``--work`` (default ``bench/results/search-runs``); a finished run is read
-back, an interrupted one resumed; results are rewritten after every run. Evaluations are deterministic in
+back, an interrupted one resumed; results are rewritten after every run. A run already in the results JSON
+(same protocol, budget, depth, population and ladder) is taken from there, so a fresh checkout, which has the
+JSON but not the run directories, measures only what is missing. Evaluations are deterministic in
 (genome, protocol, seed), so runs of one seed share them through a cache (each keeps its own store and the
 seconds the evaluation took when it was really run).
 """
@@ -97,6 +99,20 @@ def run_one(variant: str, seed: int, args: argparse.Namespace) -> dict:
             search.close()
     executor.close()
     return measure(variant, seed, directory, args)
+
+
+#: the arguments that define a comparison: runs stored under other values are not reused
+COMPARISON = ("protocol", "ladder_top", "eta", "budget", "population", "depth")
+
+
+def stored_runs(path: Path, args: argparse.Namespace) -> dict[tuple[str, int], dict]:
+    """The finished runs of an earlier invocation's results file, where it made the same comparison."""
+    if not path.is_file():
+        return {}
+    previous = json.loads(path.read_text())
+    if any(previous["args"].get(k) != getattr(args, k) for k in COMPARISON):
+        return {}
+    return {(r["variant"], r["seed"]): r for r in previous["runs"]}
 
 
 def true_quality(protocol: str):
@@ -206,10 +222,10 @@ def main() -> None:
     runtime.configure()
     Path(args.work).mkdir(parents=True, exist_ok=True)
     name = "search" if args.protocol == "demo" else f"search-{args.protocol}"
-    runs = []
+    stored, runs = stored_runs(RESULTS / f"{name}.json", args), []
     for seed in args.seeds:  # seed by seed: an interrupted benchmark has whole seeds to compare
         for variant in args.variants:
-            runs.append(run_one(variant, seed, args))
+            runs.append(stored.get((variant, seed)) or run_one(variant, seed, args))
             r = runs[-1]
             print(json.dumps({k: r[k] for k in ("variant", "seed", "evaluations", "hypervolume", "seconds")}),
                   flush=True)  # fmt: skip

@@ -18,6 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import pytest
 
 import starlab.evolve.steady as steady
+from starlab import runtime
 from starlab.assess import SyntheticProtocol, register_protocol, unregister_protocol
 from starlab.evolve import Search, SearchConfig, make_executor
 from starlab.evolve.executors import run_job
@@ -240,6 +241,14 @@ def test_ray_tasks_run_two_at_a_time_and_the_budget_exactly(tmp_path):
     try:
         assert steady.parallelism(executor) == 2  # the local Ray's CPUs over one CPU per task
         summary = run(tmp_path / "run", executor, population=4, budget=9, protocol_settings=settings)
+        # Ray's workers, like process workers, spin briefly (runtime.spin_briefly) and run one torch thread
+        import ray
+
+        def probe() -> tuple:  # in a worker that ran evaluations
+            spins = __import__("starlab.runtime").runtime.BRIEF_SPINS
+            return os.environ.get("GOMP_SPINCOUNT"), spins, __import__("torch").get_num_threads()
+
+        assert ray.get(ray.remote(probe).options(num_cpus=1).remote()) == (str(runtime.SPIN_COUNT), True, 1)
     finally:
         executor.close()
     assert summary.evaluations == len(history(tmp_path / "run")[0]) == 9 and summary.generations == 2

@@ -557,7 +557,7 @@ def _interrupt(signum, frame) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    runtime.configure()
+    runtime.keep_freed_memory()  # threads are chosen where training starts (runtime.configure)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's SIGTERM stops like Ctrl-C
     try:
         args.handler(args)

@@ -1,7 +1,8 @@
-"""Process-level settings for heavy CPU work: thread count and the C allocator.
+"""Process-level settings for heavy CPU work: OpenMP's spin count, thread count and the C allocator.
 
 Called by entry points (the CLI, the trainer, worker processes, benchmarks), never on import: a library
-should not change its host process behind the user's back.
+should not change its host process behind the user's back. The one exception is :func:`spin_briefly`,
+which ``import starlab`` calls because it only works before torch is imported (see its docstring).
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ import ctypes
 import ctypes.util
 import os
 import sys
+import time
 from functools import cache
-
-import torch
+from pathlib import Path
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
 
@@ -54,8 +55,81 @@ def check_threads(threads: object) -> int | None:
     return threads
 
 
-def configure(threads: int | None = None) -> None:
-    """Apply :func:`keep_freed_memory` and, if given, set torch's intra-op thread count."""
+#: OpenMP settings a user may have chosen; when either is set, :func:`spin_briefly` leaves both alone
+WAIT_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+#: libgomp's spin count where the user chose none (its default is 300,000; 0 is ``OMP_WAIT_POLICY=PASSIVE``)
+SPIN_COUNT = 10_000
+#: whether this process's OpenMP threads spin only briefly while they wait: set by the first :func:`spin_briefly`
+BRIEF_SPINS: bool | None = None
+
+
+def spin_briefly() -> bool:
+    """Let OpenMP threads that wait for work spin ``SPIN_COUNT`` iterations before they sleep, not 300,000.
+
+    torch's OpenMP (libgomp) makes every idle thread of a parallel region spin for ~300,000 iterations (a few
+    ms) before it sleeps. Beside another busy process on the same cores the spinning threads take the cores
+    from the threads they wait for. Measured on 2 cores (``bench/throughput.py``, docs/performance.md), three
+    demo evaluations with torch's 2 threads took, alone / beside a single-threaded busy process: 9.4 / 203 s
+    with libgomp's default, 26.8 / 19.6 s with passive waiting (spin count 0: every wait a sleep and a wake-up),
+    9.6 / 51 s at 10,000. 10,000 costs nothing alone and a quarter of the default beside a competitor; the
+    thread count :func:`configure` chooses from the idle cores does the rest where the competitor was there
+    first. libgomp reads the setting once, when torch is loaded, so this must run before ``import torch``:
+    ``import starlab`` calls it, and every starlab entry point (the command line, process and Ray workers)
+    imports starlab first. Processes started from this one inherit the setting.
+
+    Nothing is changed when the user has set ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``. Returns whether this
+    process's OpenMP threads spin briefly: ``False`` where torch was loaded before the first call, or where the
+    user chose another policy.
+    """
+    global BRIEF_SPINS
+    if BRIEF_SPINS is None:
+        if not any(name in os.environ for name in WAIT_SETTINGS):
+            os.environ["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
+        brief = os.environ.get("GOMP_SPINCOUNT", "").strip() == str(SPIN_COUNT)
+        BRIEF_SPINS = brief and "torch" not in sys.modules
+    return BRIEF_SPINS
+
+
+def busy_cores_elsewhere(window_s: float = 0.2) -> float:
+    """Cores other processes kept busy over ``window_s`` seconds (``/proc/stat``; 0 where there is none).
+
+    This process sleeps meanwhile, so what the machine did is what the others did."""
+    try:
+        before = _machine_busy_s()
+        time.sleep(window_s)
+        return max(0.0, (_machine_busy_s() - before) / window_s)
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _machine_busy_s() -> float:
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+#: the thread count :func:`configure` set last (``None``: it has set none yet)
+CHOSEN_THREADS: int | None = None
+
+
+def configure(threads: int | None = None) -> int:
+    """Apply :func:`keep_freed_memory` and set torch's intra-op thread count; returns the count in effect.
+
+    ``threads=None`` the first time: torch's default less the cores other processes are busy on (at least
+    one), because a thread whose core is taken stalls every other thread of its team at the next barrier
+    (measured: a 2-thread evaluation beside one busy process took 2-20x its time alone, a 1-thread one
+    1.0-1.3x). Afterwards ``None`` leaves torch's count as it is: a worker's choice, or the user's own
+    ``torch.set_num_threads``, holds for every training that follows.
+    """
+    import torch  # here, not at the top: ``import starlab`` imports this module before torch may be loaded
+
+    global CHOSEN_THREADS
     keep_freed_memory()
     if check_threads(threads) is not None:
+        CHOSEN_THREADS = threads
         torch.set_num_threads(threads)
+    elif CHOSEN_THREADS is None:
+        idle = (os.cpu_count() or 1) - busy_cores_elsewhere()
+        CHOSEN_THREADS = max(1, min(torch.get_num_threads(), round(idle)))
+        torch.set_num_threads(CHOSEN_THREADS)
+    return torch.get_num_threads()

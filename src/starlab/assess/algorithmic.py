@@ -85,12 +85,12 @@ class AlgorithmicProtocol(Protocol):
     def width(self) -> int:
         return self.budget.width
 
-    def train_config(self, seed: int) -> TrainConfig:
+    def train_config(self, seed: int, device: str | torch.device = "cpu") -> TrainConfig:
         budget, steps = self.budget, self.steps or self.budget.steps
         return TrainConfig(
             lr=budget.lr, weight_decay=budget.weight_decay, max_steps=steps, batch_size=budget.batch_size,
             warmup_steps=min(budget.warmup_steps, steps), min_lr=0.0, grad_clip=budget.grad_clip,
-            eval_every=max(1, steps // self.evaluations), seed=seed, betas=self.betas,
+            eval_every=max(1, steps // self.evaluations), seed=seed, betas=self.betas, bf16=self.uses_bf16(device),
         )  # fmt: skip
 
     def run(
@@ -102,7 +102,7 @@ class AlgorithmicProtocol(Protocol):
         model = Backbone(genome, width, task.vocab_size, self.config, tie_embeddings=False, max_positions=positions)
         if self.embedding_only:
             model.freeze_all_but_embeddings()
-        config = self.train_config(seed)
+        config = self.train_config(seed, device)
         stage = f"{self.task} ({'embedding-only' if self.embedding_only else 'full'})"
         result = train(model, task, config, device, on_step=step_reporter(progress, stage, config.max_steps))
         metrics = {

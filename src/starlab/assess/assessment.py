@@ -65,7 +65,11 @@ def assess(
     start, cpu_start = time.perf_counter(), time.process_time()
     outcome = finite(protocol.run(genome, width, seed, device, progress), protocol)
     seconds = time.perf_counter() - start
-    spent = {"cpu_seconds": time.process_time() - cpu_start, "gpu_seconds": seconds if device.type == "cuda" else 0.0}
+    spent = {
+        "cpu_seconds": time.process_time() - cpu_start,
+        "gpu_seconds": seconds if device.type == "cuda" else 0.0,
+        "threads": torch.get_num_threads(),
+    }  # what the seconds were measured with (runtime.configure)
     sizes = genome_sizes(genome, width, protocol.config)
     return Evaluation(
         genome=genome.canonical().text(),
@@ -80,5 +84,5 @@ def assess(
         cache_bytes=sizes.cache_bytes,
         seconds=seconds,
         worker=f"{socket.gethostname()}:{os.getpid()}",
-        metrics={**outcome.metrics, **spent},  # CPU seconds of this process (all its threads), GPU-seconds
+        metrics={**outcome.metrics, **spent},  # CPU seconds of this process (all its threads), GPU-seconds, threads
     )

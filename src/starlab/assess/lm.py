@@ -97,7 +97,7 @@ class LMProtocol(Protocol):
         config = TrainConfig(
             lr=self.lr, max_steps=self.steps, batch_size=self.batch_size, seed=seed, eval_batch_size=self.batch_size,
             warmup_steps=min(self.warmup_steps, self.steps), weight_decay=self.weight_decay, min_lr=self.lr / 10,
-            bf16=device.type == "cuda",
+            bf16=self.uses_bf16(device),
         )  # fmt: skip
         result = train(model, task, config, device, on_step=step_reporter(progress, task.name, self.steps))
         if result.status == Status.DIVERGED:

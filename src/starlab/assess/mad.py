@@ -100,13 +100,16 @@ class MADProtocol(Protocol):
         epochs = dict(self.task_epochs).get(setting.task, self.epochs)
         return epochs * -(-setting.num_train // self.batch_size)
 
-    def train_config(self, setting: MADSetting, lr: float, weight_decay: float, seed: int) -> TrainConfig:
+    def train_config(
+        self, setting: MADSetting, lr: float, weight_decay: float, seed: int, device: str | torch.device = "cpu"
+    ) -> TrainConfig:
         steps = self.steps(setting)
         return TrainConfig(
             lr=lr, weight_decay=weight_decay, max_steps=steps, batch_size=self.batch_size,
             warmup_steps=int(self.warmup_fraction * steps), min_lr=min(self.min_lr, lr), betas=(0.9, 0.98),
             eval_every=max(1, steps // self.evaluations), target_score=self.target, seed=seed,
             eval_batch_size=max(self.batch_size, 256), time_budget_s=self.time_budget_s,
+            bf16=self.uses_bf16(device),
         )  # fmt: skip
 
     def run_setting(
@@ -119,7 +122,7 @@ class MADProtocol(Protocol):
                 progress(f"{setting.name}, lr {lr:g}, wd {weight_decay:g}")
             torch.manual_seed(seed)
             model = build_model(genome, task, width, self.config)
-            results.append(train(model, task, self.train_config(setting, lr, weight_decay, seed), device))
+            results.append(train(model, task, self.train_config(setting, lr, weight_decay, seed, device), device))
             if results[-1].score >= self.target:
                 break  # the rest of the grid cannot do better
         return results

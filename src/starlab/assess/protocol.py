@@ -32,6 +32,8 @@ KINDS = ("mad", "lm", "algorithmic", "synthetic")
 INT_LIMIT = 2**31 - 1
 #: seeds are stored in SQLite INTEGER columns and seed torch, numpy and pymoo
 SEED_LIMIT = 2**63 - 1
+#: how a protocol trains: ``auto`` is bf16 autocast where it pays (CUDA with bf16), fp32 elsewhere
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,9 @@ class Protocol(ABC):
         config: how the LIVs are built (head sizes, state expansion...).
         cost_s: measured seconds per 4-slot genome on 2 CPU cores (``bench/protocols.py``); ``None`` where a
             protocol is GPU scale or a variant nobody measured.
+        precision: ``fp32``, ``bf16`` (autocast matmuls to bfloat16; weights and optimizer state stay fp32) or
+            ``auto``: bf16 on a CUDA device that supports it, fp32 on CPUs (measured in ``bench/throughput.py``:
+            on 2 AVX512-BF16 cores bf16 made whole evaluations slower, see docs/performance.md).
     """
 
     kind: ClassVar[str]
@@ -103,6 +108,7 @@ class Protocol(ABC):
     description: str
     config: LIVConfig = field(default_factory=LIVConfig)
     cost_s: float | None = None
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         """Every setting has its declared type and range: a variant made from text (``--protocol-setting``, a
@@ -126,6 +132,15 @@ class Protocol(ABC):
                 check_width(self.width)  # type: ignore[attr-defined]
             except ValueError:
                 self._refuse("width", "a positive multiple of 8", self.width)  # type: ignore[attr-defined]
+        if self.precision not in PRECISIONS:
+            self._refuse("precision", f"one of {', '.join(PRECISIONS)}", self.precision)
+
+    def uses_bf16(self, device: str | torch.device) -> bool:
+        """Whether training on ``device`` autocasts to bfloat16: ``precision`` resolved for that device."""
+        if self.precision != "auto":
+            return self.precision == "bf16"
+        device = torch.device(device)
+        return device.type == "cuda" and torch.cuda.is_bf16_supported()
 
     def _refuse(self, setting: str, allowed: str, value: Any) -> typing.NoReturn:
         raise ValueError(f"protocol {self.name!r}: setting {setting} must be {allowed}, got {_show(value)}")

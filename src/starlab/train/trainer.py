@@ -35,7 +35,7 @@ class TrainConfig:
         target_score: stop early once an evaluation's ``score`` reaches it.
         time_budget_s: stop after this many seconds of training (evaluations included).
         seed: seeds the data stream (model initialisation is seeded by whoever builds the model).
-        threads: torch intra-op threads (``None``: leave as is).
+        threads: torch intra-op threads (``None``: as :func:`starlab.runtime.configure` chose them, the idle cores).
     """
 
     lr: float = 1e-3
