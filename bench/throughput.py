@@ -118,7 +118,7 @@ def measure_rows(data: dict, part: str, todo: list[tuple[str, object]], args, me
     Returns how many are still missing (``--require-quiet`` refused them)."""
     rows = data["rows"].setdefault(part, [])
     if args.redo_noisy is not None:
-        rows[:] = [r for r in rows if r.get("other_cores", 0.0) <= args.redo_noisy]
+        rows[:] = [r for r in rows if (r.get("other_cores") or 0.0) <= args.redo_noisy]
     done, missing = {r["key"] for r in rows}, 0
     for key, spec in todo:
         if key in done:
@@ -290,16 +290,16 @@ def run_workers(
     count: int, settings: str, threads: int | str, genomes: list[str], busy: bool, budget_s: float, **env: str
 ) -> list:
     script = [sys.executable, __file__, "--worker", settings, str(threads), str(budget_s), "demo", *genomes]
+    competitor = busy_process() if busy else None  # there first: a worker's automatic thread count sees it
+    if competitor:
+        time.sleep(0.5)
     workers = [
         subprocess.Popen(script, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={**child_env(), **env})
         for _ in range(count)
     ]
     for w in workers:
         assert w.stdout.readline().strip() == "ready"
-    competitor = busy_process() if busy else None
     try:
-        if competitor:
-            time.sleep(0.5)
         for w in workers:
             w.stdin.write("go\n")
             w.stdin.flush()
@@ -457,7 +457,7 @@ def part_cli(data: dict, args) -> int:
         ok = process.returncode == 0
         return {"returncode": process.returncode, "wall_s": round(m.wall, 1), "cpu_s": round(cpu, 1),
                 "competitor_cpu_s": round(competitor_cpu, 1),
-                "quality": json.loads(output)["quality"] if ok else None,
+                "quality": json.loads(output)["mad_score"] if ok else None,
                 "other_cores": round(m.other_cores, 2)}  # fmt: skip
 
     def measure(busy: bool) -> dict:
