@@ -266,6 +266,20 @@ def test_seeds_enter_the_initial_population(tmp_path):
         assert Genome.parse("11111-91111-11111").hash() in {e.hash for e in store.evaluations()}
 
 
+def test_every_algorithm_starts_from_the_same_seeded_population(tmp_path):
+    """Random search too: a comparison of algorithms must differ only in what comes after the start."""
+    seed_genome = Genome.parse("11111-91111-11111")
+    firsts = {}
+    for algorithm in ("nsga2", "ga", "firefly", "random"):
+        run_search(tmp_path / algorithm, algorithm=algorithm, seeds=(seed_genome.text(),), generations=2, seed=4)
+        with RunStore(tmp_path / algorithm) as store:
+            firsts[algorithm] = sorted(member["genome"] for member in store.generations()[0].population)
+            later = [e.hash for e in store.evaluations()[8:]]
+        assert seed_genome.hash() not in later  # offered once, in the initial population only
+    assert firsts["random"] == firsts["nsga2"] == firsts["ga"] == firsts["firefly"]
+    assert seed_genome.canonical().text() in firsts["random"]
+
+
 def test_random_search_keeps_the_best_it_has_seen(tmp_path):
     summary = run_search(tmp_path / "run", algorithm="random", population=6, generations=10, budget=14)
     assert summary.evaluations == 14 and summary.generations < 10

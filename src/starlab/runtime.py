@@ -118,8 +118,8 @@ def configure(threads: int | None = None) -> int:
     ``threads=None`` the first time: torch's default less the cores other processes are busy on (at least
     one), because a thread whose core is taken stalls every other thread of its team at the next barrier
     (measured on 2 cores beside one busy process: a 2-thread demo evaluation took 6-40x its time alone, a
-    1-thread one 1.5x, ``bench/throughput.py``). Afterwards ``None`` leaves torch's count as it is: a worker's choice, or the user's own
-    ``torch.set_num_threads``, holds for every training that follows.
+    1-thread one 1.5x, ``bench/throughput.py``). Afterwards ``None`` leaves torch's count as it is: a worker's
+    choice, or the user's own ``torch.set_num_threads``, holds for every training that follows.
     """
     import torch  # here, not at the top: ``import starlab`` imports this module before torch may be loaded
 

@@ -24,6 +24,7 @@ import numpy as np
 from pymoo.algorithms.base.genetic import GeneticAlgorithm
 from pymoo.algorithms.moo.nsga2 import NSGA2
 from pymoo.algorithms.soo.nonconvex.ga import comp_by_cv_and_fitness
+from pymoo.core.initialization import Initialization
 from pymoo.core.population import Population
 from pymoo.core.survival import Survival
 from pymoo.operators.selection.tournament import TournamentSelection
@@ -114,13 +115,20 @@ class Firefly(GeneticAlgorithm):
 
 
 class RandomSearch(GeneticAlgorithm):
-    """Uniformly random genomes every generation (no variation); rank-and-crowding survival."""
+    """Uniformly random genomes every generation after the initial population (no variation);
+    rank-and-crowding survival.
+
+    The initial population is the seeded one every algorithm starts from (``sampling``: the seed genomes, then
+    random ones), so that a comparison with random search differs only in what comes after it; later
+    generations draw from ``uniform`` alone, so the seeds are not offered again.
+    """
 
     def __init__(self, pop_size: int, **kwargs) -> None:
         super().__init__(pop_size=pop_size, survival=RankAndCrowding(), advance_after_initial_infill=True, **kwargs)
+        self.uniform = Initialization(GenomeSampling(), self.repair, self.eliminate_duplicates)
 
     def _infill(self) -> Population:
-        return self.initialization.do(self.problem, self.n_offsprings, algorithm=self, random_state=self.random_state)
+        return self.uniform.do(self.problem, self.n_offsprings, algorithm=self, random_state=self.random_state)
 
 
 def make_algorithm(
@@ -172,5 +180,5 @@ def _algorithm(
     if name == "firefly":
         return Firefly(pop_size, **common)
     if name == "random":
-        return RandomSearch(pop_size, **{**common, "sampling": GenomeSampling()})
+        return RandomSearch(pop_size, **common)
     raise ValueError(f"unknown algorithm {name!r}; choose one of {', '.join(ALGORITHMS)}")
