@@ -46,8 +46,6 @@ PARTS = ("precision", "spin", "contention", "cli")
 SPIN_COUNTS = (None, 0, 1000, 10_000, 30_000)
 PRESET_DEPTH = 4
 CLI_COMMAND = ["mad", "transformer++", "--protocol", "quick", "--json"]
-#: the OpenMP settings the fix is about: removed from every child's environment, so each child decides
-WAIT_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
 
 # ---------------------------------------------------------------------------------------------- bookkeeping
@@ -69,16 +67,6 @@ def save(data: dict) -> None:
     tmp.replace(path)
 
 
-def machine_busy_s() -> float:
-    """CPU-seconds all processes of this machine have used since boot (``/proc/stat``; 0 where there is none)."""
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    except OSError:
-        return 0.0
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
 def own_cpu_s() -> float:
     """CPU-seconds of this process and of every child it has waited for."""
     total = 0.0
@@ -90,6 +78,8 @@ def own_cpu_s() -> float:
 
 def wait_quiet(below: float, limit_s: float) -> dict:
     """Wait until other processes use less than ``below`` cores (2-second windows), at most ``limit_s``."""
+    from starlab.runtime import machine_busy_s  # not at the top: a "before" worker must load torch first
+
     start = time.perf_counter()
     while True:
         busy, own = machine_busy_s(), own_cpu_s()
@@ -103,14 +93,19 @@ def wait_quiet(below: float, limit_s: float) -> dict:
 class Measured:
     """Wall time, own CPU and the CPU other processes used, over a ``with`` block."""
 
+    def __init__(self) -> None:
+        from starlab.runtime import machine_busy_s  # not at the top: a "before" worker must load torch first
+
+        self.machine_busy_s = machine_busy_s
+
     def __enter__(self) -> Measured:
-        self.t0, self.busy0, self.own0 = time.perf_counter(), machine_busy_s(), own_cpu_s()
+        self.t0, self.busy0, self.own0 = time.perf_counter(), self.machine_busy_s(), own_cpu_s()
         return self
 
     def __exit__(self, *exc) -> None:
         self.wall = time.perf_counter() - self.t0
         self.own = own_cpu_s() - self.own0
-        self.other_cores = max(0.0, (machine_busy_s() - self.busy0 - self.own) / self.wall)
+        self.other_cores = max(0.0, (self.machine_busy_s() - self.busy0 - self.own) / self.wall)
 
 
 def measure_rows(data: dict, part: str, todo: list[tuple[str, object]], args, measure) -> int:
@@ -144,6 +139,9 @@ def measure_rows(data: dict, part: str, todo: list[tuple[str, object]], args, me
 
 
 def child_env() -> dict:
+    """This environment without the OpenMP settings the fix is about, so that each child decides."""
+    from starlab.runtime import WAIT_SETTINGS
+
     return {k: v for k, v in os.environ.items() if k not in WAIT_SETTINGS}
 
 

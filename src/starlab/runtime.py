@@ -94,16 +94,17 @@ def busy_cores_elsewhere(window_s: float = 0.2) -> float:
     """Cores other processes kept busy over ``window_s`` seconds (``/proc/stat``; 0 where there is none).
 
     This process sleeps meanwhile, so what the machine did is what the others did."""
+    before = machine_busy_s()
+    time.sleep(window_s)
+    return max(0.0, (machine_busy_s() - before) / window_s)
+
+
+def machine_busy_s() -> float:
+    """CPU-seconds all processes of this machine have used since boot (``/proc/stat``; 0 where there is none)."""
     try:
-        before = _machine_busy_s()
-        time.sleep(window_s)
-        return max(0.0, (_machine_busy_s() - before) / window_s)
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
     except (OSError, ValueError, IndexError):
         return 0.0
-
-
-def _machine_busy_s() -> float:
-    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
     user, nice, system, _idle, _iowait, irq, softirq, steal = fields
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
