@@ -138,3 +138,9 @@ register_protocol(LMProtocol(
     width=768, seq_len=4096, steps=5000, batch_size=64, lr=8e-4, warmup_steps=500, tokenizer="bpe",
     vocab_size=32768, max_eval_tokens=1 << 22, requires_data=True,
 ))  # fmt: skip
+register_protocol(LMProtocol(
+    name="lm-small",
+    description="BPE-2048 LM on the bundled corpus: 1,000 steps of 8 x 256 tokens, width 96; the target of the "
+    "small-scale STAR study (bench/star_small.py), minutes per genome",
+    width=96, seq_len=256, steps=1000, batch_size=8, warmup_steps=100, tokenizer="bpe", vocab_size=2048, cost_s=100.0,
+))  # fmt: skip
