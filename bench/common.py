@@ -20,6 +20,23 @@ from rich.table import Table
 RESULTS = Path(__file__).parent / "results"
 
 
+def run_to_end(directory: Path, executor, config) -> None:
+    """Run the search ``config`` in ``directory``, resume it if it was interrupted, or leave it if finished."""
+    from starlab.evolve import Search
+    from starlab.store import RunStore
+
+    resume = (directory / "run.sqlite").exists()
+    if resume:
+        with RunStore(directory) as store:
+            if store.get_meta("finished"):
+                return
+    search = Search(directory, executor, None if resume else config, resume=resume)
+    try:
+        search.run()
+    finally:
+        search.close()
+
+
 def timed(fn: Callable[[], object], repeats: int = 3, warmup: int = 1, budget_s: float = 60.0) -> float:
     """Median seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs; fewer repeats past ``budget_s``."""
     start = time.perf_counter()

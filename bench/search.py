@@ -35,10 +35,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, markdown_table, print_table, write_json
+from common import RESULTS, markdown_table, print_table, run_to_end, write_json
 from starlab import runtime
 from starlab.assess import Evaluation, synthetic_quality
-from starlab.evolve import EvalJob, Search, SearchConfig, make_executor
+from starlab.evolve import EvalJob, SearchConfig, make_executor
 from starlab.evolve.presets import BASELINE_SEEDS
 from starlab.genome import Genome
 from starlab.store import RunStore, load_run
@@ -87,16 +87,7 @@ def run_one(variant: str, seed: int, args: argparse.Namespace) -> dict:
     directory = Path(args.work) / f"{args.protocol}-{variant}-seed{seed}"
     inner = make_executor(args.executor, args.workers, args.threads)
     executor = SharedEvaluations(inner, known_evaluations(Path(args.work), seed))
-    resume = (directory / "run.sqlite").exists()
-    if resume:
-        with RunStore(directory) as store:
-            finished = store.get_meta("finished")
-    if not (resume and finished):
-        search = Search(directory, executor, None if resume else config_for(variant, seed, args), resume=resume)
-        try:
-            search.run()
-        finally:
-            search.close()
+    run_to_end(directory, executor, config_for(variant, seed, args))
     executor.close()
     return measure(variant, seed, directory, args)
 

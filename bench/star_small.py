@@ -26,6 +26,7 @@ JSON's schema and the decisions.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -46,12 +47,12 @@ from rich.progress import Progress
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, machine, markdown_table, print_table
+from common import RESULTS, machine, markdown_table, print_table, run_to_end
 from starlab.assess import get_protocol
-from starlab.evolve import EvalJob, Search, SearchConfig, make_executor
+from starlab.evolve import EvalJob, SearchConfig, make_executor
 from starlab.genome import PRESETS, Genome, preset, random_genome
 from starlab.liv import get_class
-from starlab.store import RunStore, load_run
+from starlab.store import load_run
 
 SCHEMA = 1
 PATH = RESULTS / "star_small.json"
@@ -148,12 +149,13 @@ class StudyExecutor:
     def __init__(self, study: Study, inner) -> None:
         self.study, self.inner = study, inner
 
-    def stored(self, job: EvalJob) -> dict[str, Any] | None:
-        return self.study.get(Genome.parse(job.genome), key_of(job.protocol, job.settings), job.seed)
+    def stored(self, job: EvalJob, key: str | None = None) -> dict[str, Any] | None:
+        key = key or key_of(job.protocol, job.settings)
+        return self.study.get(Genome.parse(job.genome), key, job.seed)
 
     def submit(self, job: EvalJob) -> Future:
         key = key_of(job.protocol, job.settings)
-        known = self.stored(job)
+        known = self.stored(job, key)
         if known is not None:
             future: Future = Future()
             future.set_result({k: v for k, v in known.items() if k != "key"})
@@ -219,16 +221,7 @@ def random_genomes() -> list[Named]:
 def run_search(name: str, config: SearchConfig, executor: StudyExecutor) -> Path:
     """Run (or resume, or replay from the stored evaluations) one search; its directory."""
     directory = executor.study.beside("runs") / name
-    resume = (directory / "run.sqlite").exists()
-    if resume:
-        with RunStore(directory) as store:
-            if store.get_meta("finished"):
-                return directory
-    search = Search(directory, executor, None if resume else config, resume=resume)
-    try:
-        search.run()
-    finally:
-        search.close()
+    run_to_end(directory, executor, config)
     return directory
 
 
@@ -246,7 +239,13 @@ def evolved_genomes(executor: StudyExecutor) -> list[Named]:
 
 
 def is_preset(genome: str) -> bool:
-    return Genome.parse(genome).hash() in {p.genome.hash() for p in presets()}
+    return Genome.parse(genome).hash() in preset_hashes(DEPTH)
+
+
+@functools.cache
+def preset_hashes(depth: int) -> frozenset[str]:
+    """Built once per depth: ``is_preset`` is asked for every member of every front."""
+    return frozenset(preset(name, depth).hash() for name in PRESETS)
 
 
 def pick(front: list[str], n: int, by: Callable[[str], float]) -> list[str]:
