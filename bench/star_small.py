@@ -48,6 +48,7 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import RESULTS, machine, markdown_table, print_table, run_to_end
+from starlab import runtime
 from starlab.assess import get_protocol
 from starlab.evolve import EvalJob, SearchConfig, make_executor
 from starlab.genome import PRESETS, Genome, preset, random_genome
@@ -611,8 +612,9 @@ def main(argv: Iterable[str] | None = None) -> int:
         return 0
     executor = StudyExecutor(study, make_executor("process", args.workers, 1))
     try:
-        for stage in stages:
-            RUNNERS[stage](study, executor, args)
+        with runtime.sigterm_interrupts():  # `kill PID` stops a study run in the background the same way
+            for stage in stages:
+                RUNNERS[stage](study, executor, args)
     except KeyboardInterrupt:
         print(f"stopped; {len(study.data['evaluations'])} evaluations are stored in {study.path}: run the same command "
               "again to continue")  # fmt: skip

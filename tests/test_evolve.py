@@ -431,7 +431,8 @@ def test_ctrl_c_stops_in_one_line_and_leaves_a_consistent_store(tmp_path, execut
     run = tmp_path / "run"
     argv = [sys.executable, "-m", "starlab.cli", "evolve", "--protocol", "tiny", "--population", "4",
             "--generations", "0", "--depth", "2", "--executor", executor, "--workers", "2"]  # fmt: skip
-    victim = subprocess.Popen([*argv, "--out", str(run)], stderr=subprocess.PIPE, text=True, start_new_session=True)
+    victim = subprocess.Popen([*argv, "--out", str(run)], stderr=subprocess.PIPE, text=True, start_new_session=True,
+                              preexec_fn=_as_in_a_terminal)  # fmt: skip
     deadline = time.time() + 60
     while time.time() < deadline and not _stored(run):
         time.sleep(0.05)
@@ -449,6 +450,12 @@ def test_ctrl_c_stops_in_one_line_and_leaves_a_consistent_store(tmp_path, execut
         evaluations = store.evaluations()  # every stored row reads back as a valid record
         assert 1 <= len(evaluations) <= 4 and not store.get_meta("finished")
         assert all(e.status == "ok" for e in evaluations)  # nothing stored as failed because it was stopped
+
+
+def _as_in_a_terminal() -> None:
+    """Ctrl-C reaches a command in a terminal even where this suite runs as a background job (``make test &``),
+    whose children inherit SIGINT ignored and then never see it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _left_behind(session: int, patience_s: float = 10) -> list[str]:

@@ -3,29 +3,54 @@ a search from the results file alone, the pick rule and the per-baseline answer.
 
 import importlib.util
 import json
+import os
 import shutil
+import signal
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from starlab.evolve import make_executor
+from starlab.assess import get_protocol
+from starlab.evolve import SearchConfig, make_executor
 from starlab.store import load_run
 
 BENCH = Path(__file__).parent.parent / "bench"
+
+
+def load_study(monkeypatch):
+    """bench/star_small.py as a module, with the study's real settings."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    spec = importlib.util.spec_from_file_location("star_small", BENCH / "star_small.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "star_small", module)  # dataclasses look their module up while defined
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_make_run_searches_on_the_proxy_the_study_measured(monkeypatch):
+    """The demo preset's protocol is the study's chosen rung exactly, so the study's correlation applies to it."""
+    module = load_study(monkeypatch)
+    data = json.loads(module.PATH.read_text())
+    protocol, settings = module.PROXIES[data["proxy"]]
+    demo = SearchConfig.from_preset("demo")
+    rung = get_protocol(protocol).with_settings(**settings)
+    assert training_settings(get_protocol(demo.protocol)) == training_settings(rung)
+    assert demo.seeds == module.SEARCH_SEEDS[: len(demo.seeds)]
+
+
+def training_settings(protocol) -> dict:
+    return {k: v for k, v in asdict(protocol).items() if k not in ("name", "description", "cost_s")}
 
 
 @pytest.fixture
 def study(monkeypatch):
     """The study module with toy settings: depth 2, the seeded-noise synthetic protocol as the target (instant,
     and its seeds differ), the noise-free one and a few steps of a tiny language model as the proxies."""
-    monkeypatch.syspath_prepend(str(BENCH))
-    spec = importlib.util.spec_from_file_location("star_small", BENCH / "star_small.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "star_small", module)  # dataclasses look their module up while defined
-    spec.loader.exec_module(module)
+    module = load_study(monkeypatch)
     monkeypatch.setattr(module, "DEPTH", 2)
     monkeypatch.setattr(module, "TARGET", "synthetic-noisy")
     proxies = {"synthetic": ("synthetic", {}), "lm-tiny@5": ("lm-tiny", {"steps": 5, "warmup_steps": 1})}
@@ -102,6 +127,28 @@ def test_report_rebuilds_from_the_json_alone_and_other_settings_are_refused(stud
         run(study, out, "--stage", "report", "--budget", "9")
     with pytest.raises(SystemExit, match="proxies stage is not finished"):
         run(study, out, "--stage", "search")
+
+
+def test_sigterm_stops_the_study_in_one_line_keeping_what_finished(study, tmp_path, monkeypatch, capsys):
+    """``kill PID`` is how a study started in the background is stopped (such a job ignores SIGINT)."""
+    inner = study.make_executor()
+    original = inner.submit
+
+    def terminate_on_the_fourth(job):
+        if len(study.submitted) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(job)
+
+    inner.submit = terminate_on_the_fourth
+    monkeypatch.setattr(study, "make_executor", lambda *args: inner)
+    out = tmp_path / "study.json"
+    before = signal.getsignal(signal.SIGTERM)  # not SIG_DFL where an earlier test started Ray in this process
+    assert run(study, out, "--stage", "target") == 130
+    assert capsys.readouterr().out.strip().splitlines()[-1] == (
+        f"stopped; 3 evaluations are stored in {out}: run the same command again to continue"
+    )
+    assert signal.getsignal(signal.SIGTERM) == before  # the study's handler does not outlive it
+    assert len(json.loads(out.read_text())["evaluations"]) == 3
 
 
 def test_picks_spread_over_the_front_and_skip_presets(study):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -550,17 +549,13 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM, with what the user can do next."""
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     runtime.keep_freed_memory()  # threads are chosen where training starts (runtime.configure)
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's SIGTERM stops like Ctrl-C
     try:
-        args.handler(args)
+        with runtime.sigterm_interrupts():
+            args.handler(args)
     except KeyboardInterrupt as interrupt:
         hint = f"; {interrupt}" if isinstance(interrupt, Interrupted) else ""
         print(f"starlab: interrupted{hint}", file=sys.stderr)
@@ -569,8 +564,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = error.render(flag) if isinstance(error, SettingError) else str(error)
         print(f"starlab: error: {message}", file=sys.stderr)
         return 2
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     return 0
 
 

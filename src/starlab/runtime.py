@@ -10,8 +10,11 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -38,6 +41,22 @@ def keep_freed_memory() -> bool:
         mallopt(option, value)
         for option, value in ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1), (_M_TOP_PAD, 256 << 20))
     )
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (``kill``, a scheduler's pre-emption) stops the enclosed work exactly like Ctrl-C. It is also
+    how a job started in the background of a script is stopped: such a job inherits SIGINT ignored, and Python
+    then never turns SIGINT into ``KeyboardInterrupt``."""
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def max_threads() -> int:
