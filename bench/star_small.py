@@ -567,6 +567,7 @@ def plot_fronts(rows: list[dict[str, Any]], path: Path) -> None:
     if not rows:
         return
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    ceiling = 1.15 * max(r["mean"] for r in rows if r["origin"] == "baseline")
     colors = {"baseline": "black", **dict(zip(SEARCHES, ("tab:blue", "tab:orange", "tab:green"), strict=True))}
     for ax, size, label in ((axes[0], "params", "parameters (non-embedding)"),
                             (axes[1], "cache_bytes", "inference cache at 4096 tokens (bytes)")):  # fmt: skip
@@ -578,14 +579,27 @@ def plot_fronts(rows: list[dict[str, Any]], path: Path) -> None:
         for r in rows:
             if r["origin"] == "baseline":
                 ax.annotate(r["name"], (r[size], r["mean"]), fontsize=8, xytext=(4, 4), textcoords="offset points")
+        mark_beyond(ax, rows, size, ceiling)
         ax.set(xlabel=label, ylabel=f"{TARGET} perplexity (mean ± std, 3 seeds)")
-        ax.set_xscale("symlog" if size == "cache_bytes" else "linear")
+        ax.set_xscale("log" if size == "cache_bytes" and all(r[size] > 0 for r in rows) else "linear")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle("Retrained search picks against the baselines (lower is better)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def mark_beyond(ax, rows: list[dict[str, Any]], size: str, ceiling: float) -> None:
+    """Cut the y axis 15% above the worst baseline, so the differences that matter stay visible; a genome
+    above the cut is drawn as a triangle at the top edge with its perplexity written beside it."""
+    top = ceiling * 0.99
+    for r in rows:
+        if r["mean"] > ceiling:
+            ax.scatter([r[size]], [top], marker="^", color="tab:gray")
+            ax.annotate(f"{r['name']}: {r['mean']:.1f}", (r[size], top), xytext=(6, -4), fontsize=7,
+                        textcoords="offset points")  # fmt: skip
+    ax.set_ylim(top=ceiling)
 
 
 RUNNERS: dict[str, Callable] = {"target": stage_target, "proxies": stage_proxies, "search": stage_search,
