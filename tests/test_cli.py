@@ -81,6 +81,21 @@ def test_console_script_entry_point():
     assert len(json.loads(result.stdout)) == 17
 
 
+HEAVY_AT_START = ("torch._dynamo", "sympy", "sklearn", "scipy.stats")  # each adds ~0.5-2 s to a process start
+
+
+def test_a_search_process_starts_without_the_heavy_imports(tmp_path):
+    """Every command, search and worker process sizes models on the meta device; done naively that imports
+    torch._dynamo and sympy, and the surrogate and ladder modules pulled in scikit-learn and scipy.stats: seconds
+    at each start, which the durability tests and users pay many times over."""
+    search = ["evolve", "--out", str(tmp_path / "run"), "--protocol", "synthetic", "--depth", "8", "--population",
+              "4", "--generations", "1", "--seed", "5"]  # fmt: skip
+    script = (f"import sys; from starlab.cli import main; main({search!r}); "
+              f"print([m for m in {HEAVY_AT_START!r} if m in sys.modules])")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
 @pytest.mark.parametrize(
     ("argv", "command", "message"),
     [

@@ -21,8 +21,6 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
-from scipy.stats import kendalltau, spearmanr
-from sklearn.isotonic import IsotonicRegression
 
 from starlab.assess.record import Evaluation
 from starlab.status import Status
@@ -48,6 +46,8 @@ def monotone_map(low: Mapping[str, float], high: Mapping[str, float]) -> Quality
     if len(x) < MIN_PAIRS_FOR_FIT or np.ptp(x) == 0:
         shift = float(np.mean(y - x))
         return lambda q: np.asarray(q, dtype=float) + shift
+    from sklearn.isotonic import IsotonicRegression  # here: scikit-learn and scipy.stats cost a process a second
+
     isotonic = IsotonicRegression(increasing=True, out_of_bounds="clip").fit(x, y)
     slope = _outside_slope(x, y)
     lo, hi = float(x.min()), float(x.max())
@@ -110,6 +110,8 @@ def comparable_evaluations(rungs: Sequence[Sequence[Evaluation]], worst_quality:
 def rank_agreement(x: Sequence[float], y: Sequence[float]) -> dict[str, float | int | None]:
     """Spearman's and Kendall's rank correlations of two measurements of the same genomes (``None`` where
     fewer than three genomes, or one side constant, leave them undefined)."""
+    from scipy.stats import kendalltau, spearmanr
+
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return {"n": len(x), "spearman": None, "kendall": None}

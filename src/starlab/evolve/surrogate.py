@@ -21,7 +21,6 @@ import numpy as np
 from pymoo.core.population import Population
 from pymoo.core.problem import Problem
 from pymoo.operators.survival.rank_and_crowding import RankAndCrowding
-from sklearn.ensemble import RandomForestRegressor
 
 from starlab.assess import Evaluation, Sizes
 from starlab.genome import Genome
@@ -53,6 +52,8 @@ class Surrogate:
     """A quality predictor fitted on evaluations (their qualities as the search compares them)."""
 
     def __init__(self, seed: int) -> None:
+        from sklearn.ensemble import RandomForestRegressor  # here: scikit-learn costs every process a second
+
         self.model = RandomForestRegressor(n_estimators=200, min_samples_leaf=1, random_state=seed, n_jobs=1)
 
     def fit(self, features: np.ndarray, evaluations: Sequence[Evaluation]) -> Surrogate:

@@ -24,16 +24,51 @@ and reports the size of its state analytically (``own_cache_values``/``cached_ca
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 
 from starlab.liv.config import LIVConfig
 from starlab.liv.pool import LIVClass
 
 #: Decoding state: nested dicts/tuples of tensors (plain data, so its real size can be measured).
 State = dict[str, Any]
+
+
+def computed_on_cpu(make: Callable[[], Tensor]) -> Tensor:
+    """Initial values made by elementwise math (or ``linspace``), computed on the CPU and moved to the device
+    being built on. Models are sized on the meta device, where such math runs PyTorch's Python reference
+    kernels; their first calls import ``torch._dynamo`` and sympy, seconds at the start of every process that
+    sizes a model. Sizing leaves the random stream alone: for meta, the CPU generator's state is restored."""
+    device = torch.get_default_device()
+    with torch.device("cpu"), torch.random.fork_rng(devices=[], enabled=device.type == "meta"):
+        values = make()
+    return values.to(device)
+
+
+class _SkipNormalFill(TorchFunctionMode):
+    """Leaves meta tensors' normal initialisation out: there are no values to fill, and filling them runs
+    the Python reference kernel whose first call imports ``torch._dynamo``."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in (Tensor.normal_, nn.init.normal_):
+            target = args[0] if args else kwargs["tensor"]
+            if target.is_meta:
+                return target
+        return func(*args, **kwargs)
+
+
+@contextmanager
+def meta_device() -> Iterator[None]:
+    """Build modules on the meta device (shapes, no storage: how models are sized) without the seconds that
+    PyTorch's first Python meta kernel costs a fresh process (every CLI command and worker sizes models)."""
+    with torch.device("meta"), _SkipNormalFill():
+        yield
 
 
 def state_nbytes(state: Any) -> int:

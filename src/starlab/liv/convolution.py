@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from starlab.liv import ops
-from starlab.liv.base import FeaturizedLIV, State
+from starlab.liv.base import FeaturizedLIV, State, computed_on_cpu
 from starlab.liv.config import LIVConfig
 from starlab.liv.pool import LIVClass
 from starlab.liv.shortconv import conv_weight, conv_window, conv_window_values, maybe_conv, maybe_conv_step
@@ -99,9 +99,10 @@ class ImplicitFilter(nn.Module):
     def __init__(self, channels: int, hidden: int, bands: int, reference_length: int) -> None:
         super().__init__()
         self.reference_length = reference_length
-        self.register_buffer("freqs", reference_length ** (-torch.arange(bands) / max(bands - 1, 1)), False)
+        freqs = computed_on_cpu(lambda: reference_length ** (-torch.arange(bands) / max(bands - 1, 1)))
+        self.register_buffer("freqs", freqs, False)
         slow, fast = math.log(1e-2) / 1.5, math.log(1e-2) / 0.3
-        self.register_buffer("decay", torch.linspace(-slow, -fast, channels), False)
+        self.register_buffer("decay", computed_on_cpu(lambda: torch.linspace(-slow, -fast, channels)), False)
         self.mlp = nn.Sequential(
             nn.Linear(1 + 2 * bands, hidden),
             Sin(hidden),

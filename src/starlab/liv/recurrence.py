@@ -16,10 +16,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from starlab.liv import ops
-from starlab.liv.base import FeaturizedLIV, State
+from starlab.liv.base import FeaturizedLIV, State, computed_on_cpu
 from starlab.liv.config import LIVConfig, split_heads
 from starlab.liv.pool import LIVClass
 from starlab.liv.shortconv import conv_weight, conv_window, conv_window_values, maybe_conv, maybe_conv_step
+
+
+def _log_uniform(n: int, low: float, high: float) -> Tensor:
+    return torch.empty(n).uniform_(math.log(low), math.log(high)).exp()
 
 
 def _inverse_softplus(x: Tensor) -> Tensor:
@@ -40,9 +44,8 @@ class RecurrenceFeaturizer(nn.Module):
             self.in_proj = nn.Linear(width, width + state + heads, bias=False)
             self.in_conv = conv_weight(width + state, conv) if conv else None
             # step sizes log-uniform in [1e-3, 1e-1] and decay rates uniform in [1, 16], as Mamba-2
-            dt = torch.exp(torch.empty(heads).uniform_(math.log(1e-3), math.log(1e-1)))
-            self.dt_bias = nn.Parameter(_inverse_softplus(dt))
-            self.log_rate = nn.Parameter(torch.empty(heads).uniform_(1, 16).log())
+            self.dt_bias = nn.Parameter(computed_on_cpu(lambda: _inverse_softplus(_log_uniform(heads, 1e-3, 1e-1))))
+            self.log_rate = nn.Parameter(computed_on_cpu(lambda: torch.empty(heads).uniform_(1, 16).log()))
 
 
 class Recurrence(FeaturizedLIV):

@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 import torch
 
 from starlab.genome import Genome
-from starlab.liv import LIVConfig, build_liv, check_width, class_ids
+from starlab.liv import LIVConfig, build_liv, check_width, class_ids, meta_device
 from starlab.liv.build import TooLarge
 from starlab.model.slots import build_slots
 from starlab.model.validation import (
@@ -361,7 +361,7 @@ def _add(*sizes: Size) -> Size:
 
 
 def _exact(model: _Model) -> Size:
-    with torch.device("meta"):
+    with meta_device():
         livs = build_slots(model.genome, model.width, model.config)
     return _add(_outer(model), _measure(livs))
 
@@ -374,7 +374,7 @@ def _upper(model: _Model) -> Size:
 @functools.lru_cache(maxsize=32)
 def _class_sizes(width: int, config: LIVConfig, dtype: torch.dtype) -> dict[int, Size]:
     """Each class built alone at ``width`` (its own featurizer, cached side included), on meta."""
-    with torch.device("meta"):
+    with meta_device():
         return {class_id: _measure([build_liv(class_id, width, config)]) for class_id in class_ids()}
 
 

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from starlab.genome import Genome
-from starlab.liv import LIVConfig, state_nbytes
+from starlab.liv import LIVConfig, meta_device, state_nbytes
 from starlab.model.backbone import Backbone
 
 
@@ -52,7 +52,7 @@ def size_report(
 ) -> SizeReport:
     """Parameters and cache (at ``seq_len`` tokens) of the genome's backbone, built on the meta device: no
     memory, exact counts. A search's objectives use ``starlab.assess.genome_sizes`` (its fixed cache length)."""
-    with torch.device("meta"):
+    with meta_device():
         model = Backbone(genome, width, vocab_size, config, tie_embeddings)
     seen: set[int] = {id(p) for p in model.embed.parameters()}
     leaders, sources = genome.featurizer_leaders(), genome.feature_sources()
