@@ -14,7 +14,7 @@ from __future__ import annotations
 BASELINE_SEEDS = ("transformer++", "striped-mamba")
 
 SEARCH_PRESETS: dict[str, dict] = {
-    "demo": {"protocol": "lm-demo", "depth": 4, "population": 8, "generations": 3, "seeds": BASELINE_SEEDS},
+    "demo": {"protocol": "lm-demo", "depth": 4, "population": 8, "generations": 2, "seeds": BASELINE_SEEDS},
     "quick": {"protocol": "quick", "depth": 4, "population": 16, "generations": 18, "seeds": BASELINE_SEEDS},
     "paper-125m": {"protocol": "lm-paper", "depth": 24, "width": 768, "population": 16, "generations": 18,
                    "seeds": BASELINE_SEEDS},
