@@ -83,6 +83,39 @@ def test_decay_matrix_definition():
     assert m[1, 1] == 1.0 and m[0, 1] == 0.0 and m[1, 2] == 0.0
 
 
+def test_segsum_is_the_difference_of_cumulative_sums_below_the_diagonal():
+    log_a = -torch.rand(3, 9, dtype=torch.float64) * 5
+    cum = log_a.cumsum(-1)
+    below = torch.ones(9, 9, dtype=torch.bool).tril()
+    expected = (cum[..., :, None] - cum[..., None, :]).masked_fill(~below, float("-inf"))
+    torch.testing.assert_close(ops.segsum(log_a), expected)
+
+
+def log_decays(profile: str, length: int) -> torch.Tensor:
+    if profile == "strong then weak":  # cumulative sums near -1e5, then decays near 1 between them
+        log_a = torch.full((1, length, 2), -1e-3, dtype=torch.float64)
+        log_a[:, : 3 * length // 4] = -40.0
+        return log_a
+    return -torch.rand(1, length, 2, dtype=torch.float64) * {"mild": 0.1, "strong": 40.0}[profile]
+
+
+@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float16, 1e-2), (torch.bfloat16, 1e-2), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("profile", ["mild", "strong", "strong then weak"])
+def test_low_precision_scan_at_4096_stays_finite_and_close_to_fp64(dtype, tolerance, profile):
+    """With decays down to exp(-40) per step the cumulative log-decay over 4096 steps passes fp16's range.
+    Summed in the inputs' dtype as differences of cumulative sums, the scan gave NaN in fp16, 17-36% error in
+    bf16 and 0.3% in fp32 (strong then weak); summed in fp32, between chunks as segment sums, it stays close."""
+    length = 4096
+    x = torch.randn(1, length, 2, 8, dtype=torch.float64)
+    b, c = torch.randn(1, length, 16, dtype=torch.float64) / 4, torch.randn(1, length, 16, dtype=torch.float64) / 4
+    log_a = log_decays(profile, length)
+    reference, final_reference = ops.sequential_scan(x, log_a, b, c)
+    y, final = ops.chunked_scan(*(t.to(dtype) for t in (x, log_a, b, c)))
+    assert y.dtype == dtype and torch.isfinite(y).all() and torch.isfinite(final).all()
+    assert (y.double() - reference).norm() / reference.norm() <= tolerance
+    assert (final.double() - final_reference).norm() / final_reference.norm() <= tolerance
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_fft_conv_matches_direct_convolution(dtype):
     u, k = torch.randn(2, 29, 6, dtype=dtype), torch.randn(6, 29, dtype=dtype)

@@ -120,13 +120,29 @@ def conv_step(window: Tensor, x_t: Tensor, weight: Tensor) -> tuple[Tensor, Tens
 #
 # The decay exp(log_a) is a per-head scalar (log_a <= 0), b and c are shared by all heads: the structured
 # state-space-dual form of a selective SSM (Mamba-2). The parallel form below is the chunked algorithm: exact
-# attention-like matmuls inside chunks, state passing between chunks through a small decay matrix. Decays
-# between positions are exponentials of differences of cumulative log-decays, masked to the causal part
-# before exponentiating, so every exponent taken is <= 0 and nothing overflows.
+# attention-like matmuls inside chunks, state passing between chunks through a small decay matrix. Every
+# exponent taken is <= 0, so nothing overflows. Low precision needs two more things. Log-decays are summed in
+# fp32 whatever the inputs' dtype: inside a chunk the decay between two steps is a difference of two sums of
+# at most ``chunk`` terms, exact enough in fp32 and not in fp16/bf16 (17% error in bf16 at strong decay). And
+# between chunks, where sums run over the whole sequence, the log-decay from chunk ``j`` to chunk ``i`` is
+# summed over the chunks between them (``segsum``, the stable form of Mamba-2's reference) rather than taken
+# as a difference of two long cumulative sums: those pass fp16's range (-65504) at L = 4096 and strong decay
+# (inf - inf = NaN), and even in fp32 they lose the digits of a small decay that follows a long strong one.
+
+
+def segsum(log_a: Tensor) -> Tensor:
+    """``out[..., i, j] = sum(log_a[..., j + 1 : i + 1])`` for ``i >= j`` (the log-decay from step ``j`` to
+    ``i``; 0 on the diagonal), else ``-inf``: each entry the sum of its own terms, never a difference."""
+    size = log_a.shape[-1]
+    strictly_below = torch.ones(size, size, dtype=torch.bool, device=log_a.device).tril(-1)
+    terms = log_a[..., :, None].expand(*log_a.shape, size).masked_fill(~strictly_below, 0)
+    causal = torch.ones(size, size, dtype=torch.bool, device=log_a.device).tril()
+    return terms.cumsum(dim=-2).masked_fill(~causal, float("-inf"))
 
 
 def decay_matrix(log_a_cum: Tensor) -> Tensor:
-    """``out[..., i, j] = exp(cum[i] - cum[j])`` for ``i >= j`` (decay from step ``j`` to ``i``), else 0."""
+    """``out[..., i, j] = exp(cum[i] - cum[j])`` for ``i >= j`` (decay from step ``j`` to ``i``), else 0; for
+    cumulative sums over one chunk (few terms: the difference keeps its digits in fp32)."""
     size = log_a_cum.shape[-1]
     causal = torch.ones(size, size, dtype=torch.bool, device=log_a_cum.device).tril()
     diff = log_a_cum[..., :, None] - log_a_cum[..., None, :]
@@ -165,25 +181,26 @@ def chunked_scan(
     xs = x.reshape(batch, n_chunks, chunk, heads, head_dim).permute(0, 3, 1, 2, 4)  # b h n t p
     bs = b.reshape(batch, 1, n_chunks, chunk, -1)
     cs = c.reshape(batch, 1, n_chunks, chunk, -1)
-    a_cum = log_a.reshape(batch, n_chunks, chunk, heads).permute(0, 3, 1, 2).cumsum(dim=-1)  # b h n t
+    a_cum = log_a.float().reshape(batch, n_chunks, chunk, heads).permute(0, 3, 1, 2).cumsum(dim=-1)  # b h n t
 
     # 1. inside each chunk: y = (C B^T * decay) X, a masked "attention" with decays instead of softmax
-    y = ((cs @ bs.transpose(-1, -2)) * decay_matrix(a_cum)) @ xs
+    y = ((cs @ bs.transpose(-1, -2)) * decay_matrix(a_cum).to(x.dtype)) @ xs
     if n_chunks == 1 and initial_state is None and not final_state:  # one chunk: nothing enters or leaves
         return y.permute(0, 2, 3, 1, 4).reshape(batch, chunk, heads, head_dim)[:, :length], None
     # 2. the state each chunk leaves behind, starting from zero
-    chunk_states = (xs * torch.exp(a_cum[..., -1:] - a_cum)[..., None]).transpose(-1, -2) @ bs  # b h n p s
+    to_end = torch.exp(a_cum[..., -1:] - a_cum).to(x.dtype)  # decay from each step to its chunk's end
+    chunk_states = (xs * to_end[..., None]).transpose(-1, -2) @ bs  # b h n p s
     # 3. pass states between chunks: state entering chunk z = sum over earlier chunks, decayed
     if initial_state is None:
         initial_state = chunk_states.new_zeros(chunk_states[:, :, :1].shape)
     else:
         initial_state = initial_state[:, :, None]
     chunk_states = torch.cat((initial_state, chunk_states), dim=2)
-    chunk_decay = decay_matrix(F.pad(a_cum[..., -1], (1, 0)).cumsum(dim=-1))  # b h n+1 n+1
+    chunk_decay = torch.exp(segsum(F.pad(a_cum[..., -1], (1, 0)))).to(x.dtype)  # b h n+1 n+1
     states = torch.einsum("bhzc,bhcps->bhzps", chunk_decay, chunk_states)
     entering, final = states[:, :, :-1], states[:, :, -1]
     # 4. contribution of the entering state to every position of the chunk
-    y = y + (cs @ entering.transpose(-1, -2)) * torch.exp(a_cum)[..., None]
+    y = y + (cs @ entering.transpose(-1, -2)) * torch.exp(a_cum).to(x.dtype)[..., None]
     y = y.permute(0, 2, 3, 1, 4).reshape(batch, n_chunks * chunk, heads, head_dim)
     return y[:, :length], final if final_state else None
 
