@@ -53,6 +53,14 @@ def test_language_modelling_quality_is_validation_perplexity_and_training_lowers
     assert report["perplexity"] == pytest.approx(untrained.quality) and report["perplexity"] > 1
 
 
+def test_micro_batches_give_the_language_model_of_the_whole_batch():
+    whole = assess(preset("striped-mamba", 2), "lm-tiny")
+    pieces = assess(preset("striped-mamba", 2), get_protocol("lm-tiny").with_settings(micro_batch=2))
+    assert pieces.status == Status.OK and pieces.quality == pytest.approx(whole.quality, rel=1e-3)
+    with pytest.raises(ValueError, match="micro_batch must be a positive divisor of the batch size 8, got 3"):
+        get_protocol("lm-tiny").with_settings(micro_batch=3)
+
+
 def test_unknown_protocol_and_misplaced_data_are_value_errors_that_name_python_settings():
     with pytest.raises(ValueError, match=r"unknown protocol 'fast'; protocols: .*quick"):
         assess(preset("mamba", 2), "fast")
@@ -219,6 +227,7 @@ def test_evolve_errors_are_one_line(tmp_path, capsys):
             "nonexistent: no such file or directory",
         ),
         (["lm", "mamba", "--data", str(tmp_path / "nonexistent")], "nonexistent: no such file or directory"),
+        (["lm", "mamba", "--protocol", "lm-tiny", "--micro-batch", "3"], "--micro-batch must be a positive divisor"),
         (["evolve", "--out", str(tmp_path / "w"), "--protocol", "synthetic", "--width", "7"], "multiple of 8, got 7"),
         (["evolve", "--out", str(tmp_path / "w"), "--protocol", "synthetic", "--seed", "-1"], "non-negative integer"),
         (["evolve", "--out", str(tmp_path / "z"), "--protocol-setting", "colour=red"], "has no setting 'colour'"),

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -79,6 +80,17 @@ def test_console_script_entry_point():
         check=True,
     )
     assert len(json.loads(result.stdout)) == 17
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    """``starlab ... --json | head``: the pipe closes before starlab writes."""
+    read, write = os.pipe()
+    child = subprocess.Popen([sys.executable, "-m", "starlab.cli", "liv", "list", "--width", "16", "--json"],
+                             stdout=write, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    os.close(write)
+    os.close(read)  # long before the child has imported torch
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 141 and "Traceback" not in err, err
 
 
 HEAVY_AT_START = ("torch._dynamo", "sympy", "sklearn", "scipy.stats")  # each adds ~0.5-2 s to a process start

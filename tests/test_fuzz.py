@@ -91,7 +91,8 @@ INT_FLAGS = {
     ("algo", "transformer++", "--task", "parentheses"): {"--depth": (), "--width": (), "--seed": ("0",),
                                                           "--steps": ()},
     ("lm", "transformer++", "--protocol", "lm-tiny"): {"--depth": (), "--width": (), "--seed": ("0",),
-                                                       "--vocab-size": (), "--steps": (), "--seq-len": ()},
+                                                       "--vocab-size": (), "--steps": (), "--seq-len": (),
+                                                       "--micro-batch": ()},
     ("evolve", "--out", "{new}", "--protocol", "synthetic", "--population", "4", "--generations", "0"): {
         "--population": (), "--generations": ("0",), "--depth": (), "--width": (), "--seed": ("0",),
         "--budget": (), "--eta": (), "--breed-factor": (), "--workers": (), "--threads": (), "--gpus": ("0",),

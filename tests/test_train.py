@@ -12,6 +12,7 @@ from starlab.model import Backbone
 from starlab.status import Status
 from starlab.tasks import IGNORE, ArrayTask
 from starlab.train import TrainConfig, learning_rate, train
+from starlab.train.trainer import accumulate
 
 VOCAB, LENGTH = 8, 12
 
@@ -116,3 +117,46 @@ def test_learning_rate_schedule():
 def test_bad_train_config_is_a_value_error(field, value):
     with pytest.raises(ValueError, match=f"TrainConfig.{field}"):
         TrainConfig(**{field: value})
+
+
+def ragged_previous_token_task(seed=0) -> ArrayTask:
+    """The previous-token task with a random share of each sequence's targets unscored, so that micro-batches
+    score different numbers of positions (a plain mean of micro-batch means would weight them wrongly)."""
+    task = previous_token_task(seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    for _, targets in (task.train, task.test):
+        keep = rng.random(targets.shape) < rng.uniform(0.1, 1.0, (len(targets), 1))
+        targets[~keep] = IGNORE
+    return task
+
+
+def gradients_of(config, inputs, targets, task):
+    net = model(preset("striped-mamba", 4))
+    loss = accumulate(net, task, inputs, targets, config, torch.device("cpu"))
+    return loss, {name: p.grad for name, p in net.named_parameters()}
+
+
+@pytest.mark.parametrize("micro_batch", [1, 4, 8])
+def test_micro_batches_accumulate_the_gradient_of_the_whole_batch(micro_batch):
+    task = ragged_previous_token_task()
+    inputs, targets = next(task.train_batches(16, np.random.default_rng(0)))
+    whole_loss, whole = gradients_of(TrainConfig(batch_size=16), inputs, targets, task)
+    loss, accumulated = gradients_of(TrainConfig(batch_size=16, micro_batch=micro_batch), inputs, targets, task)
+    torch.testing.assert_close(loss, whole_loss, rtol=1e-5, atol=1e-6)
+    for name, grad in whole.items():
+        torch.testing.assert_close(accumulated[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_a_run_with_micro_batches_trains_as_the_run_without():
+    task, config = ragged_previous_token_task(), dataclasses.replace(FAST, max_steps=20, eval_every=10)
+    whole = train(model(preset("striped-mamba", 4)), task, config)
+    pieces = train(model(preset("striped-mamba", 4)), task, dataclasses.replace(config, micro_batch=8))
+    assert [h["train_loss"] for h in pieces.history] == pytest.approx(
+        [h["train_loss"] for h in whole.history], rel=1e-3
+    )
+    assert pieces.metrics["accuracy"] == pytest.approx(whole.metrics["accuracy"], abs=0.01)
+
+
+def test_a_micro_batch_that_does_not_divide_the_batch_is_refused():
+    with pytest.raises(ValueError, match=r"TrainConfig\.micro_batch must divide batch_size 16, got 5"):
+        TrainConfig(batch_size=16, micro_batch=5)

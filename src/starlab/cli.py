@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -195,7 +196,8 @@ def lm(args: argparse.Namespace) -> None:
     from starlab.assess import get_protocol
     from starlab.tasks.tokenizer import DEFAULT_BPE_VOCAB
 
-    changes = {k: v for k, v in (("steps", args.steps), ("seq_len", args.seq_len)) if v is not None}
+    given = (("steps", args.steps), ("seq_len", args.seq_len), ("micro_batch", args.micro_batch))
+    changes = {k: v for k, v in given if v is not None}
     if args.tokenizer:
         changes.update(tokenizer=args.tokenizer, vocab_size=DEFAULT_BPE_VOCAB if args.tokenizer == "bpe" else None)
     if args.vocab_size is not None:  # the protocol refuses one its tokenizer cannot have
@@ -452,6 +454,9 @@ def add_assessment_commands(groups, genome_help: str) -> None:
                            help=f"BPE vocabulary (default {DEFAULT_BPE_VOCAB} with --tokenizer bpe)")  # fmt: skip
     lm_parser.add_argument("--steps", type=positive_int, help="training steps (default: the protocol's)")
     lm_parser.add_argument("--seq-len", type=positive_int, help="training sequence length (default: the protocol's)")
+    lm_parser.add_argument("--micro-batch", type=positive_int, metavar="N",
+                           help="sequences per forward/backward pass, gradients accumulated over the batch "
+                           "(a divisor of the protocol's batch size; default: the whole batch at once)")  # fmt: skip
     lm_parser.set_defaults(handler=lm)
 
     listing = groups.add_parser("protocols", help="list the assessment protocols: what each trains and costs")
@@ -564,6 +569,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = error.render(flag) if isinstance(error, SettingError) else str(error)
         print(f"starlab: error: {message}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader left (`starlab ... --json | head`): no traceback, and none at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return 0
 
 

@@ -44,6 +44,8 @@ class LMProtocol(Protocol):
     seq_len: int
     steps: int
     batch_size: int
+    #: sequences per forward/backward pass, gradients accumulated up to ``batch_size`` (``None``: all at once)
+    micro_batch: int | None = None
     lr: float = 3e-3
     warmup_steps: int = 0
     weight_decay: float = 0.1
@@ -59,6 +61,14 @@ class LMProtocol(Protocol):
             resolve_vocab_size(self.tokenizer, self.vocab_size)
         except ValueError as error:
             raise ValueError(f"protocol {self.name!r}: {error}") from None
+        if self.micro_batch is not None and (
+            isinstance(self.micro_batch, bool) or not isinstance(self.micro_batch, int)
+            or self.micro_batch < 1 or self.batch_size % self.micro_batch
+        ):  # fmt: skip
+            raise SettingError(
+                "protocol {0!r}: {1} must be a positive divisor of the batch size {2}, got {3!r}",
+                self.name, Setting("micro_batch"), self.batch_size, self.micro_batch,
+            )  # fmt: skip
         if self.data is not None:
             open_corpus(self.data)  # a missing path or unknown format fails now, before any training
 
@@ -95,7 +105,8 @@ class LMProtocol(Protocol):
         torch.manual_seed(seed)
         model = Backbone(genome, width, task.vocab_size, self.config)
         config = TrainConfig(
-            lr=self.lr, max_steps=self.steps, batch_size=self.batch_size, seed=seed, eval_batch_size=self.batch_size,
+            lr=self.lr, max_steps=self.steps, batch_size=self.batch_size, micro_batch=self.micro_batch, seed=seed,
+            eval_batch_size=self.micro_batch or self.batch_size,
             warmup_steps=min(self.warmup_steps, self.steps), weight_decay=self.weight_decay, min_lr=self.lr / 10,
             bf16=self.uses_bf16(device),
         )  # fmt: skip

@@ -613,6 +613,9 @@ class CircuitImitation(StreamTask):
         student = logits[:, -1].float().log_softmax(dim=-1)
         return F.kl_div(student, targets.to(student), reduction="batchmean", log_target=True)
 
+    def scored(self, targets: Tensor) -> Tensor:
+        return torch.tensor(len(targets))  # "batchmean": one term per sequence
+
     @torch.no_grad()
     def evaluate(self, model: Model, batch_size: int, device: torch.device) -> dict[str, float]:
         total = 0.0

@@ -49,6 +49,11 @@ class Task(ABC):
         """Mean cross-entropy over scored positions."""
         return F.cross_entropy(logits.flatten(0, -2).float(), targets.flatten(), ignore_index=IGNORE)
 
+    def scored(self, targets: Tensor) -> Tensor:
+        """How many terms :meth:`loss` averages over: micro-batches are weighted by it, so that accumulated
+        gradients equal the whole batch's even where micro-batches score different numbers of positions."""
+        return (targets != IGNORE).sum()
+
     @abstractmethod
     def evaluate(self, model: Model, batch_size: int, device: torch.device) -> dict[str, float]:
         """Metrics on the fixed held-out set. Must include ``score``: higher is better, 1.0 is solved."""

@@ -30,6 +30,9 @@ class TrainConfig:
         warmup_steps: linear warm-up from 0 to ``lr``; then cosine decay to ``min_lr`` at ``max_steps``.
         weight_decay: applied to matrices and embeddings only (not to norms, biases or per-channel scales).
         grad_clip: maximum global gradient norm (``None``: no clipping).
+        micro_batch: split each batch into micro-batches of this many sequences and accumulate their
+            gradients (``None``: the whole batch at once); the same data and, to fp32 round-off, the same
+            updates, in a fraction of the activation memory. Must divide ``batch_size``.
         bf16: autocast matmuls to bfloat16 (CPU and CUDA); parameters and optimizer state stay fp32.
         eval_every: evaluate every this many steps (``None``: only at the end).
         target_score: stop early once an evaluation's ``score`` reaches it.
@@ -41,6 +44,7 @@ class TrainConfig:
     lr: float = 1e-3
     max_steps: int = 1000
     batch_size: int = 64
+    micro_batch: int | None = None
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.95)
     warmup_steps: int = 0
@@ -67,6 +71,10 @@ class TrainConfig:
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"TrainConfig.{name} = {getattr(self, name)!r} is out of range")
+        if self.micro_batch is not None and (self.micro_batch < 1 or self.batch_size % self.micro_batch):
+            raise ValueError(
+                f"TrainConfig.micro_batch must divide batch_size {self.batch_size}, got {self.micro_batch!r}"
+            )
 
 
 @dataclass
@@ -132,14 +140,11 @@ def train(
         inputs, targets = (t.to(device) for t in next(batches))
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step - 1, config)
-        with autocast(device, config.bf16):
-            loss = task.loss(model(inputs), targets)
-        loss_value = loss.item()
+        optimizer.zero_grad(set_to_none=True)
+        loss_value = accumulate(model, task, inputs, targets, config, device).item()
         if not math.isfinite(loss_value):
             status = Status.DIVERGED
             break
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
         if config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
@@ -160,6 +165,27 @@ def train(
     best = max(history, key=lambda h: h["score"]) if history and status != Status.DIVERGED else {}
     metrics = {k: v for k, v in best.items() if k not in ("step", "train_loss")}
     return TrainResult(status, step, time.perf_counter() - start, loss_value, metrics, history)
+
+
+def accumulate(
+    model: nn.Module, task: Task, inputs: torch.Tensor, targets: torch.Tensor, config: TrainConfig, device
+) -> torch.Tensor:
+    """Forward and backward over ``config.micro_batch``-sized pieces of the batch (all of it at once when
+    ``None``), each loss weighted by its share of the batch's scored terms; returns the batch's loss."""
+    if config.micro_batch is None or config.micro_batch >= len(inputs):
+        with autocast(device, config.bf16):
+            loss = task.loss(model(inputs), targets)
+        loss.backward()
+        return loss.detach()
+    pieces = list(zip(inputs.split(config.micro_batch), targets.split(config.micro_batch), strict=True))
+    counts = [task.scored(piece_targets) for _, piece_targets in pieces]
+    total, batch_loss = sum(counts), torch.zeros((), device=device)
+    for (piece_inputs, piece_targets), count in zip(pieces, counts, strict=True):
+        with autocast(device, config.bf16):
+            loss = task.loss(model(piece_inputs), piece_targets) * (count / total)
+        loss.backward()
+        batch_loss += loss.detach()
+    return batch_loss
 
 
 def autocast(device: torch.device, enabled: bool) -> torch.autocast:
