@@ -1,6 +1,7 @@
 """The trainer: learning happens, budgets and early stopping work, NaN ends a run as 'diverged'."""
 
 import dataclasses
+import json
 import math
 
 import numpy as np
@@ -12,6 +13,7 @@ from starlab.model import Backbone
 from starlab.status import Status
 from starlab.tasks import IGNORE, ArrayTask
 from starlab.train import TrainConfig, learning_rate, train
+from starlab.train.checkpoint import Checkpointing
 from starlab.train.trainer import accumulate
 
 VOCAB, LENGTH = 8, 12
@@ -160,3 +162,50 @@ def test_a_run_with_micro_batches_trains_as_the_run_without():
 def test_a_micro_batch_that_does_not_divide_the_batch_is_refused():
     with pytest.raises(ValueError, match=r"TrainConfig\.micro_batch must divide batch_size 16, got 5"):
         TrainConfig(batch_size=16, micro_batch=5)
+
+
+class Killed(Exception):
+    pass
+
+
+def kill_at(step_to_die):
+    def on_step(step, loss):
+        if step == step_to_die:
+            raise Killed
+
+    return on_step
+
+
+def test_a_run_killed_and_resumed_from_its_checkpoint_ends_bit_identical(tmp_path):
+    """Checkpoints every 5 steps; killed at step 12 (after the step-10 checkpoint) and at step 17 of the
+    resumed run; the third attempt finishes. Weights, history and loss equal an uninterrupted run exactly."""
+    task, genome = ragged_previous_token_task(), preset("striped-mamba", 4)
+    config = dataclasses.replace(FAST, max_steps=25, eval_every=10, micro_batch=16)
+    whole = model(genome)
+    expected = train(whole, task, config)
+    checkpoints = Checkpointing(tmp_path / "run", every_steps=5)
+    for attempt, dies_at in enumerate((12, 17)):  # the first attempt starts from the same initial weights
+        with pytest.raises(Killed):
+            train(model(genome, seed=attempt * 7), task, config, on_step=kill_at(dies_at), checkpointing=checkpoints)
+    assert json.loads((tmp_path / "run" / "latest.json").read_text()) == {"checkpoint": "step-15"}
+    assert [p.name for p in (tmp_path / "run").iterdir() if p.is_dir()] == ["step-15"]  # older ones deleted
+    resumed = model(genome, seed=99)  # its own initial weights are replaced by the checkpoint's
+    result = train(resumed, task, config, checkpointing=checkpoints)
+    assert result.steps == expected.steps and result.train_loss == expected.train_loss
+    assert result.history == expected.history
+    for (name, mine), theirs in zip(resumed.state_dict().items(), whole.state_dict().values(), strict=True):
+        assert torch.equal(mine, theirs), name
+
+
+def test_a_partly_written_checkpoint_is_not_used(tmp_path):
+    task, genome = ragged_previous_token_task(), preset("striped-mamba", 4)
+    config = dataclasses.replace(FAST, max_steps=6, warmup_steps=2, eval_every=None)
+    checkpoints = Checkpointing(tmp_path / "run", every_steps=3)
+    with pytest.raises(Killed):
+        train(model(genome), task, config, on_step=kill_at(5), checkpointing=checkpoints)
+    (tmp_path / "run" / "step-6.partial").mkdir()  # a crash while writing the next one
+    (tmp_path / "run" / "step-6.partial" / "model.safetensors").write_bytes(b"torn")
+    first, again = model(genome), model(genome)
+    train(first, task, config)
+    train(again, task, config, checkpointing=checkpoints)
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values(), strict=True))

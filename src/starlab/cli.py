@@ -28,6 +28,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def key_value(text: str) -> tuple[str, object]:
     """``KEY=VALUE`` with VALUE read as JSON where it parses (numbers, true/false, null) and as text otherwise."""
     key, sep, value = text.partition("=")
@@ -192,28 +202,49 @@ def algo(args: argparse.Namespace) -> None:
 
 
 def lm(args: argparse.Namespace) -> None:
-    """Train a genome as a language model on local text (or the bundled corpus); report perplexity."""
+    """Train a genome as a language model on local text (or the bundled corpus); report perplexity. With
+    ``--out DIR`` the run checkpoints into DIR and ``--resume DIR`` continues it."""
+    from pathlib import Path
+
+    from starlab.assess import lm_run
+
+    directory = Path(args.resume or args.out) if (args.resume or args.out) else None
+    if args.resume:
+        if args.genome is not None:
+            raise ValueError(f"--resume continues the genome stored in {args.resume}: give no genome")
+        command = lm_run.read(directory)
+    else:
+        command = _lm_command(args)
+        if directory is not None:
+            lm_run.start(directory, command)
+    with status(f"training as a language model ({command.protocol}): {command.genome}") as progress:
+        report = lm_run.run(directory, command, progress)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"{report['genome']}: validation perplexity {report['perplexity']:.3f} ({report['status']}); "
+          f"params {report['params']:,}; {report['seconds']:.1f} s")  # fmt: skip
+
+
+def _lm_command(args: argparse.Namespace):
     from starlab.assess import get_protocol
+    from starlab.assess.lm_run import LMCommand
     from starlab.tasks.tokenizer import DEFAULT_BPE_VOCAB
 
+    if args.genome is None:
+        raise ValueError("give a genome to train, or --resume DIR to continue a run")
+    if (args.checkpoint_every or args.checkpoint_minutes) and not args.out:
+        raise ValueError("--checkpoint-every and --checkpoint-minutes need --out DIR, where the checkpoints go")
     given = (("steps", args.steps), ("seq_len", args.seq_len), ("micro_batch", args.micro_batch))
     changes = {k: v for k, v in given if v is not None}
     if args.tokenizer:
         changes.update(tokenizer=args.tokenizer, vocab_size=DEFAULT_BPE_VOCAB if args.tokenizer == "bpe" else None)
     if args.vocab_size is not None:  # the protocol refuses one its tokenizer cannot have
         changes["vocab_size"] = args.vocab_size
-    protocol = get_protocol(args.protocol).with_data(args.data).with_settings(**changes)
-    result = _assess(args, protocol, f"training as a language model ({protocol.name}):")
-    report = {
-        "genome": result.genome, "protocol": args.protocol, "perplexity": result.quality, "status": result.status,
-        "params": result.params, "cache_bytes": result.cache_bytes, "seconds": result.seconds,
-        "width": result.width, **result.metrics,
-    }  # fmt: skip
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return
-    print(f"{result.genome}: validation perplexity {result.quality:.3f} ({result.status}); "
-          f"params {result.params:,}; {result.seconds:.1f} s")  # fmt: skip
+    get_protocol(args.protocol).with_data(args.data).with_settings(**changes)  # refused now, before any directory
+    every = args.checkpoint_every or (None if args.checkpoint_minutes else 100)
+    return LMCommand(_genome_arg(args).text(), args.protocol, changes, args.data, args.width, args.seed,
+                     args.device, every, args.checkpoint_minutes)  # fmt: skip
 
 
 def protocols(args: argparse.Namespace) -> None:
@@ -397,8 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_genome_arguments(parser: argparse.ArgumentParser, genome_help: str, depth: int) -> None:
-    parser.add_argument("genome", help=genome_help)
+def add_genome_arguments(parser: argparse.ArgumentParser, genome_help: str, depth: int, optional=False) -> None:
+    parser.add_argument("genome", help=genome_help, **({"nargs": "?"} if optional else {}))
     parser.add_argument("--depth", type=positive_int, default=None, help=f"depth of a preset (default {depth})")
     parser.add_argument("--repair", action="store_true", help=REPAIR_HELP)
     parser.add_argument("--width", type=positive_int, help="model width (default: the protocol's)")
@@ -437,7 +468,7 @@ def add_assessment_commands(groups, genome_help: str) -> None:
     algo_parser.set_defaults(handler=algo)
 
     lm_parser = groups.add_parser("lm", help="train a genome as a language model; report perplexity")
-    add_genome_arguments(lm_parser, genome_help, 4)
+    add_genome_arguments(lm_parser, genome_help, 4, optional=True)
     lm_parser.add_argument("--data", help="text file, directory, .jsonl or .parquet (default: bundled corpus)")
     lm_parser.add_argument(
         "--protocol",
@@ -454,6 +485,13 @@ def add_assessment_commands(groups, genome_help: str) -> None:
                            help=f"BPE vocabulary (default {DEFAULT_BPE_VOCAB} with --tokenizer bpe)")  # fmt: skip
     lm_parser.add_argument("--steps", type=positive_int, help="training steps (default: the protocol's)")
     lm_parser.add_argument("--seq-len", type=positive_int, help="training sequence length (default: the protocol's)")
+    lm_parser.add_argument("--out", metavar="DIR",
+                           help="run directory: checkpoints while training, result.json at the end")  # fmt: skip
+    lm_parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its newest checkpoint")
+    lm_parser.add_argument("--checkpoint-every", type=positive_int, metavar="N",
+                           help="with --out: checkpoint every N steps (default 100)")  # fmt: skip
+    lm_parser.add_argument("--checkpoint-minutes", type=positive_float, metavar="M",
+                           help="with --out: checkpoint every M minutes")  # fmt: skip
     lm_parser.add_argument("--micro-batch", type=positive_int, metavar="N",
                            help="sequences per forward/backward pass, gradients accumulated over the batch "
                            "(a divisor of the protocol's batch size; default: the whole batch at once)")  # fmt: skip

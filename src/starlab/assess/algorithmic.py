@@ -29,7 +29,7 @@ from starlab.model import Backbone
 from starlab.status import Status
 from starlab.tasks.algorithmic import ALGORITHMIC_TASKS, SIZES, TrainingBudget, make_algorithmic_task
 from starlab.tasks.base import Task
-from starlab.train import TrainConfig, train
+from starlab.train import Checkpointing, TrainConfig, train
 
 _TASKS: dict[tuple[str, str, int], Task] = {}
 
@@ -94,8 +94,9 @@ class AlgorithmicProtocol(Protocol):
         )  # fmt: skip
 
     def run(
-        self, genome: Genome, width: int, seed: int, device: torch.device, progress: Progress | None = None
-    ) -> Outcome:
+        self, genome: Genome, width: int, seed: int, device: torch.device, progress: Progress | None = None,
+        checkpointing: Checkpointing | None = None,
+    ) -> Outcome:  # fmt: skip
         task = cached_task(self.task, self.size, seed if self.data_seed is None else self.data_seed)
         torch.manual_seed(seed)
         positions = task.seq_len if self.positions else None

@@ -17,6 +17,7 @@ from starlab.genome import Genome
 from starlab.liv import check_width
 from starlab.model import check_device, check_model_fits
 from starlab.status import Status
+from starlab.train import Checkpointing
 
 #: Seeds are stored in SQLite INTEGER columns and seed torch, numpy and pymoo: 0..2**63 - 1 fits them all.
 MAX_SEED = 2**63 - 1
@@ -50,11 +51,13 @@ def assess(
     device: str | torch.device = "cpu",
     data: str | None = None,
     progress: Progress | None = None,
+    checkpointing: Checkpointing | None = None,
 ) -> Evaluation:
     """Build, train and measure ``genome`` under ``protocol`` (a name or a :class:`Protocol`).
 
     ``width`` defaults to the protocol's; ``data`` is a local corpus for language-modelling protocols;
-    ``progress(message)`` is told what is being trained.
+    ``progress(message)`` is told what is being trained; ``checkpointing`` makes an LM protocol's run
+    resumable (``starlab.train.Checkpointing``).
     """
     protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
     protocol = protocol.with_data(data)
@@ -63,7 +66,7 @@ def assess(
     # before any data is generated or tokenized: the largest model this protocol builds must be trainable here
     check_model_fits(genome, width, protocol.vocab_bound, device, protocol.config, training=True)
     start, cpu_start = time.perf_counter(), time.process_time()
-    outcome = finite(protocol.run(genome, width, seed, device, progress), protocol)
+    outcome = finite(protocol.run(genome, width, seed, device, progress, checkpointing), protocol)
     seconds = time.perf_counter() - start
     spent = {
         "cpu_seconds": time.process_time() - cpu_start,

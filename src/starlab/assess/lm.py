@@ -23,7 +23,7 @@ from starlab.model import Backbone
 from starlab.status import Status
 from starlab.tasks.lm import lm_task, open_corpus
 from starlab.tasks.tokenizer import resolve_vocab_size
-from starlab.train import TrainConfig, train
+from starlab.train import Checkpointing, TrainConfig, train
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -97,8 +97,9 @@ class LMProtocol(Protocol):
         return replace(self, data=data)
 
     def run(
-        self, genome: Genome, width: int, seed: int, device: torch.device, progress: Progress | None = None
-    ) -> Outcome:
+        self, genome: Genome, width: int, seed: int, device: torch.device, progress: Progress | None = None,
+        checkpointing: Checkpointing | None = None,
+    ) -> Outcome:  # fmt: skip
         if progress:
             progress(f"{self.steps} steps of {self.batch_size} x {self.seq_len} tokens")
         task = lm_task(self.data, self.seq_len, self.tokenizer, self.vocab_size, max_eval_tokens=self.max_eval_tokens)
@@ -110,7 +111,8 @@ class LMProtocol(Protocol):
             warmup_steps=min(self.warmup_steps, self.steps), weight_decay=self.weight_decay, min_lr=self.lr / 10,
             bf16=self.uses_bf16(device),
         )  # fmt: skip
-        result = train(model, task, config, device, on_step=step_reporter(progress, task.name, self.steps))
+        on_step = step_reporter(progress, task.name, self.steps)
+        result = train(model, task, config, device, on_step=on_step, checkpointing=checkpointing)
         if result.status == Status.DIVERGED:
             return Outcome(self.worst_quality, {task.name: 0.0}, Status.DIVERGED)
         perplexity = min(result.metrics["perplexity"], self.worst_quality)

@@ -24,7 +24,7 @@ from starlab.model import AutoEncoder, Backbone
 from starlab.status import Status
 from starlab.tasks.base import Task
 from starlab.tasks.mad import MAD_TASKS, PAPER_SEED, MADSetting, paper_settings
-from starlab.train import TrainConfig, TrainResult, train
+from starlab.train import Checkpointing, TrainConfig, TrainResult, train
 
 
 def build_model(genome: Genome, task: Task, width: int, config: LIVConfig) -> torch.nn.Module:
@@ -128,8 +128,9 @@ class MADProtocol(Protocol):
         return results
 
     def run(
-        self, genome: Genome, width: int, seed: int, device: torch.device, progress: Progress | None = None
-    ) -> Outcome:
+        self, genome: Genome, width: int, seed: int, device: torch.device, progress: Progress | None = None,
+        checkpointing: Checkpointing | None = None,
+    ) -> Outcome:  # fmt: skip
         per_setting, details = {}, {}
         for setting in self.settings:
             results = self.run_setting(genome, setting, width, seed, device, progress)

@@ -23,6 +23,7 @@ from starlab.errors import Setting, SettingError
 from starlab.genome import Genome
 from starlab.liv import LIVConfig, check_width
 from starlab.status import Status
+from starlab.train import Checkpointing
 
 #: Told, as one line of text, what an assessment is training now (the CLI shows it beside a spinner).
 Progress = Callable[[str], None]
@@ -159,9 +160,13 @@ class Protocol(ABC):
 
     @abstractmethod
     def run(
-        self, genome: Genome, width: int, seed: int, device: torch.device, progress: Progress | None = None
-    ) -> Outcome:
-        """Train and evaluate; never raise for a model that merely diverges (return status ``diverged``)."""
+        self, genome: Genome, width: int, seed: int, device: torch.device, progress: Progress | None = None,
+        checkpointing: Checkpointing | None = None,
+    ) -> Outcome:  # fmt: skip
+        """Train and evaluate; never raise for a model that merely diverges (return status ``diverged``).
+
+        ``checkpointing``: where a protocol that trains one model checkpoints it and resumes it from (the LM
+        protocols); the others train many small models and ignore it."""
 
     @abstractmethod
     def training(self) -> dict[str, Any]:

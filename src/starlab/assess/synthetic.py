@@ -15,6 +15,7 @@ import torch
 from starlab.assess.protocol import Outcome, Progress, Protocol, Range, register_protocol
 from starlab.genome import Genome
 from starlab.liv import get_class
+from starlab.train import Checkpointing
 
 #: How much each family's token mixing is worth to the synthetic quality.
 SYNTHETIC_VALUE = {"attention": 1.0, "recurrence": 0.75, "convolution": 0.55, "memoryless": 0.25}
@@ -68,8 +69,9 @@ class SyntheticProtocol(Protocol):
             self._refuse("journal", "a file in an existing directory", self.journal)
 
     def run(
-        self, genome: Genome, width: int, seed: int, device: torch.device, progress: Progress | None = None
-    ) -> Outcome:
+        self, genome: Genome, width: int, seed: int, device: torch.device, progress: Progress | None = None,
+        checkpointing: Checkpointing | None = None,
+    ) -> Outcome:  # fmt: skip
         self._note("start", genome)
         time.sleep(self.delay_s)
         quality = self.scale * synthetic_quality(genome) + self.offset + self.noise * self._draw(genome, seed)

@@ -19,6 +19,7 @@ from torch import nn
 from starlab import runtime
 from starlab.status import Status
 from starlab.tasks.base import Task
+from starlab.train.checkpoint import Checkpointing, TrainingState, load_checkpoint, save_checkpoint
 
 
 @dataclass(frozen=True)
@@ -115,18 +116,27 @@ def train(
     config: TrainConfig,
     device: str | torch.device = "cpu",
     on_step: Callable[[int, float], None] | None = None,
+    checkpointing: Checkpointing | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``task``; returns status, steps, time and the best evaluation.
 
-    ``on_step(step, loss)`` is called after every optimizer step (progress bars hook in here).
+    ``on_step(step, loss)`` is called after every optimizer step (progress bars hook in here). With
+    ``checkpointing``, the run first continues from the newest checkpoint in its directory, if any (on CPU it
+    then ends bit-identical to a run never interrupted), and writes checkpoints as it goes.
     """
     runtime.configure(config.threads)
     device = torch.device(device)
     model.to(device).train()
     optimizer = make_optimizer(model, config)
     batches = task.train_batches(config.batch_size, np.random.default_rng(config.seed))
-    start, status, loss_value, step = time.perf_counter(), Status.COMPLETED, float("nan"), 0
+    status, loss_value, done, trained_s = Status.COMPLETED, float("nan"), 0, 0.0
     history: list[dict[str, float]] = []
+    if checkpointing is not None and (resumed := load_checkpoint(checkpointing.directory, model, optimizer)):
+        done, loss_value, trained_s, history = resumed.step, resumed.loss, resumed.seconds, resumed.history
+        for _ in range(done):  # the batches already trained on: drawn again, so the stream goes on exactly
+            next(batches)
+    start, last_checkpoint = time.perf_counter() - trained_s, time.perf_counter()
+    step = done
 
     def evaluate() -> dict[str, float]:
         model.eval()
@@ -136,7 +146,7 @@ def train(
         history.append({"step": step, "train_loss": loss_value, **metrics})
         return metrics
 
-    for step in range(1, config.max_steps + 1):
+    for step in range(done + 1, config.max_steps + 1):
         inputs, targets = (t.to(device) for t in next(batches))
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step - 1, config)
@@ -162,6 +172,10 @@ def train(
         if out_of_time:
             status = Status.OUT_OF_TIME
             break
+        if checkpointing is not None and checkpointing.due(step, time.perf_counter() - last_checkpoint):
+            state = TrainingState(step, loss_value, time.perf_counter() - start, history)
+            save_checkpoint(checkpointing.directory, model, optimizer, state)
+            last_checkpoint = time.perf_counter()
     best = max(history, key=lambda h: h["score"]) if history and status != Status.DIVERGED else {}
     metrics = {k: v for k, v in best.items() if k not in ("step", "train_loss")}
     return TrainResult(status, step, time.perf_counter() - start, loss_value, metrics, history)
