@@ -18,24 +18,22 @@ from starlab.console import print_table, status
 from starlab.errors import SettingError
 
 
-def positive_int(text: str) -> int:
+def _positive(text: str, convert: type[int] | type[float], what: str) -> int | float:
     try:
-        value = int(text)
+        value = convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        value = 0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive {what}, got {text!r}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _positive(text, int, "integer")
 
 
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+    return _positive(text, float, "number")
 
 
 def key_value(text: str) -> tuple[str, object]:
