@@ -19,7 +19,7 @@ from starlab.assess import (
 )
 from starlab.cli import main
 from starlab.genome import Genome, preset
-from starlab.model import size_report
+from starlab.model import Backbone, size_report, training_flops_per_token
 from starlab.store import RunStore
 
 MEMORYLESS = Genome.parse("91111-91111-91111-91111")
@@ -51,6 +51,22 @@ def test_language_modelling_quality_is_validation_perplexity_and_training_lowers
     report = json.loads(out)  # the command is the same assessment
     assert code == 0 and report["status"] == "ok" and report["steps"] == 1
     assert report["perplexity"] == pytest.approx(untrained.quality) and report["perplexity"] > 1
+
+
+def test_a_language_model_evaluation_reports_its_training_speed_and_model_flops_utilisation(monkeypatch):
+    monkeypatch.setattr("starlab.runtime.peak_flops", lambda device: 1e9)  # 1 GFLOP/s: MFU is FLOPs/s / 1e9
+    protocol = get_protocol("lm-tiny")
+    result = assess(preset("gconv", 2), protocol)
+    flops = training_flops_per_token(Backbone(preset("gconv", 2), protocol.width, 256), protocol.seq_len)
+    assert result.metrics["tokens_per_s"] > 1000
+    assert result.metrics["mfu"] == pytest.approx(flops * result.metrics["tokens_per_s"] / 1e9)
+
+
+def test_lm_compile_trains_through_torch_compile(monkeypatch, capsys):
+    compiled = []
+    monkeypatch.setattr("starlab.train.trainer.torch.compile", lambda module: compiled.append(module) or module)
+    code, out, _ = run_cli(capsys, "lm", "gconv", "--depth", "2", "--protocol", "lm-tiny", "--steps", "2", "--compile")
+    assert code == 0 and len(compiled) == 1 and "tokens/s, MFU" in out
 
 
 def test_micro_batches_give_the_language_model_of_the_whole_batch():

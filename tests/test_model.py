@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from conftest import in_range_slots, relabel
 from starlab.genome import Genome, preset
 from starlab.liv import LIVConfig, build_featurizer, build_liv, class_ids, get_class
-from starlab.model import Backbone, measured_cache_bytes, size_report
+from starlab.model import Backbone, measured_cache_bytes, size_report, training_flops_per_token
 
 WIDTH, VOCAB = 16, 11
 CONFIG = LIVConfig(head_dim=8, recurrence_head_dim=8, scan_chunk=4)
@@ -58,6 +58,18 @@ def test_feature_sharing_saves_exactly_the_shared_cache(class_id):
     own_only = build_liv(class_id, WIDTH, CONFIG, reuse_features=True).cache_bytes(length)
     assert saved == full - own_only > 0
     assert measured_cache_bytes(shared, length) == shared.cache_bytes(length)
+
+
+def test_training_flops_count_shared_weights_per_use_and_each_attention_map_per_position():
+    """Sharing a featurizer saves parameters, not multiplications; the attention term grows with L per map
+    (one for SA-1, two for differential SA-1, none for a recurrence)."""
+    alone, shared = (model(Genome.parse(text)) for text in ("1,1,1,1,1-1,2,1,2,1", "1,1,2,1,1-1,1,2,2,1"))
+    assert shared.num_params() < alone.num_params()
+    assert training_flops_per_token(shared, 64) == training_flops_per_token(alone, 64)
+    for genome, maps in (("1,1,1,1,1-9,1,1,1,1", 1), ("10,1,1,1,1-9,1,1,1,1", 2), ("5,1,1,1,1-9,1,1,1,1", 0)):
+        m = model(Genome.parse(genome))
+        growth = training_flops_per_token(m, 2048) - training_flops_per_token(m, 1024)
+        assert growth == 12 * maps * WIDTH * 1024, genome
 
 
 @settings(max_examples=30)

@@ -88,6 +88,75 @@ def test_injected_nan_ends_the_run_as_diverged():
     assert math.isnan(result.train_loss)
 
 
+def test_losses_read_back_every_few_steps_still_end_a_run_at_the_step_that_diverged():
+    config = TrainConfig(max_steps=50, batch_size=8, log_every=4)
+    result = train(model(preset("mamba", 2)), NaNAfter(6), config)
+    assert result.status == Status.DIVERGED and result.steps == 6 and math.isnan(result.train_loss)
+
+
+class CountingTask(ArrayTask):
+    """Counts the training batches drawn, so a callback can tell how far training ran before it was called."""
+
+    def __init__(self):
+        task = previous_token_task()
+        super().__init__(task.name, task.train, task.test, VOCAB)
+        self.drawn = 0
+
+    def train_batches(self, batch_size, rng):
+        for batch in super().train_batches(batch_size, rng):
+            self.drawn += 1
+            yield batch
+
+
+def test_losses_reach_the_host_in_bursts_yet_every_step_is_reported_with_its_own_loss():
+    """With ``log_every=5`` step 1's loss is read only once step 5 has run (the host never waited for the
+    device in between); the reported losses equal those of a run that reads every step."""
+    config = dataclasses.replace(FAST, max_steps=20, eval_every=None)
+    seen, task = [], CountingTask()
+    every_step = []
+    train(model(preset("mamba", 2)), previous_token_task(), config, on_step=lambda s, loss: every_step.append(loss))
+    bursty = dataclasses.replace(config, log_every=5)
+    train(model(preset("mamba", 2)), task, bursty, on_step=lambda s, loss: seen.append((s, task.drawn, loss)))
+    assert [s for s, _, _ in seen] == list(range(1, 21))
+    assert [drawn for _, drawn, _ in seen] == [5] * 5 + [10] * 5 + [15] * 5 + [20] * 5
+    assert [loss for _, _, loss in seen] == every_step
+
+
+def test_a_compiled_run_trains_through_the_compiled_module_and_matches_the_eager_run(monkeypatch):
+    """``compile=True`` trains via ``torch.compile(model)``; the debugging backend keeps the test fast (the
+    C++ backend compiles the same graph, in about 30 s)."""
+    compiled, compile = [], torch.compile
+
+    def compile_for_test(module):
+        compiled.append(module)
+        return compile(module, backend="aot_eager")
+
+    monkeypatch.setattr("starlab.train.trainer.torch.compile", compile_for_test)
+    config = dataclasses.replace(FAST, max_steps=10, eval_every=None)
+    eager = train(model(preset("mamba", 2)), previous_token_task(), config)
+    trained = model(preset("mamba", 2))
+    result = train(trained, previous_token_task(), dataclasses.replace(config, compile=True))
+    assert compiled == [trained]
+    assert result.train_loss == pytest.approx(eager.train_loss, rel=1e-5)
+    assert result.metrics["score"] == pytest.approx(eager.metrics["score"], abs=1e-6)
+
+
+def test_tokens_per_second_counts_training_time_only():
+    config = TrainConfig(max_steps=10, batch_size=8, eval_every=1)  # ten evaluations: slower than the steps
+    result = train(model(preset("mamba", 2)), previous_token_task(), config)
+    assert result.tokens_per_s > 10 * 8 * LENGTH / result.seconds
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (bench/gpu.sh runs it)")
+def test_on_cuda_a_bf16_run_with_fused_adamw_and_deferred_loss_reads_learns():
+    config = dataclasses.replace(FAST, bf16=True, max_steps=100, eval_every=None)
+    first = model(preset("striped-mamba", 4))
+    result = train(first, previous_token_task(), config, device="cuda")
+    assert (
+        result.status == Status.COMPLETED and result.score > 0.5 and config.host_reads_every(torch.device("cuda")) > 1
+    )
+
+
 def test_nan_in_parameters_is_diverged_not_a_crash():
     m = model(preset("transformer++", 2))
     with torch.no_grad():
@@ -183,6 +252,7 @@ def test_a_run_killed_and_resumed_from_its_checkpoint_ends_bit_identical(tmp_pat
     config = dataclasses.replace(FAST, max_steps=25, eval_every=10, micro_batch=16)
     whole = model(genome)
     expected = train(whole, task, config)
+    config = dataclasses.replace(config, log_every=3)  # losses read in bursts: checkpoints must not lose them
     checkpoints = Checkpointing(tmp_path / "run", every_steps=5)
     for attempt, dies_at in enumerate((12, 17)):  # the first attempt starts from the same initial weights
         with pytest.raises(Killed):

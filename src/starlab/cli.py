@@ -220,8 +220,9 @@ def lm(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(report, indent=2))
         return
+    speed = f"; {report['tokens_per_s']:,.0f} tokens/s, MFU {report['mfu']:.1%}" if "mfu" in report else ""
     print(f"{report['genome']}: validation perplexity {report['perplexity']:.3f} ({report['status']}); "
-          f"params {report['params']:,}; {report['seconds']:.1f} s")  # fmt: skip
+          f"params {report['params']:,}; {report['seconds']:.1f} s{speed}")  # fmt: skip
 
 
 def _lm_command(args: argparse.Namespace):
@@ -233,7 +234,8 @@ def _lm_command(args: argparse.Namespace):
         raise ValueError("give a genome to train, or --resume DIR to continue a run")
     if (args.checkpoint_every or args.checkpoint_minutes) and not args.out:
         raise ValueError("--checkpoint-every and --checkpoint-minutes need --out DIR, where the checkpoints go")
-    given = (("steps", args.steps), ("seq_len", args.seq_len), ("micro_batch", args.micro_batch))
+    given = (("steps", args.steps), ("seq_len", args.seq_len), ("micro_batch", args.micro_batch),
+             ("compile", args.compile or None))  # fmt: skip
     changes = {k: v for k, v in given if v is not None}
     if args.tokenizer:
         changes.update(tokenizer=args.tokenizer, vocab_size=DEFAULT_BPE_VOCAB if args.tokenizer == "bpe" else None)
@@ -493,6 +495,8 @@ def add_assessment_commands(groups, genome_help: str) -> None:
     lm_parser.add_argument("--micro-batch", type=positive_int, metavar="N",
                            help="sequences per forward/backward pass, gradients accumulated over the batch "
                            "(a divisor of the protocol's batch size; default: the whole batch at once)")  # fmt: skip
+    lm_parser.add_argument("--compile", action="store_true",
+                           help="train through torch.compile (for long GPU runs; compiling takes a while)")  # fmt: skip
     lm_parser.set_defaults(handler=lm)
 
     listing = groups.add_parser("protocols", help="list the assessment protocols: what each trains and costs")

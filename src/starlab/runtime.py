@@ -153,3 +153,31 @@ def configure(threads: int | None = None) -> int:
         CHOSEN_THREADS = max(1, min(torch.get_num_threads(), round(idle)))
         torch.set_num_threads(CHOSEN_THREADS)
     return torch.get_num_threads()
+
+
+#: Dense (no sparsity) bf16 tensor-core peaks in FLOP/s from the vendors' data sheets, by a substring of
+#: ``torch.cuda.get_device_name``; fp32 runs are counted against the same peak, as nanoGPT does.
+BF16_PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "L4": 121e12}
+
+
+@cache
+def peak_flops(device: str) -> float:
+    """The peak matmul FLOP/s of ``device``: a known GPU's data-sheet bf16 peak, otherwise measured once per
+    process (an fp32 ``torch.mm`` of 2048 x 2048 matrices, best of 5), so MFU exists on every machine."""
+    import torch
+
+    target = torch.device(device)
+    if target.type == "cuda":
+        name = torch.cuda.get_device_name(target)
+        for key, peak in BF16_PEAK_FLOPS.items():
+            if key in name:
+                return peak
+    a, b = torch.randn(2048, 2048, device=target), torch.randn(2048, 2048, device=target)
+    seconds = []
+    for _ in range(6):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        if target.type == "cuda":
+            torch.cuda.synchronize(target)
+        seconds.append(time.perf_counter() - start)
+    return 2 * 2048**3 / min(seconds[1:])

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from starlab import runtime
 from starlab.assess.protocol import (
     NON_NEGATIVE,
     POSITIVE,
@@ -19,11 +20,11 @@ from starlab.assess.protocol import (
 )
 from starlab.errors import Setting, SettingError
 from starlab.genome import Genome
-from starlab.model import Backbone
+from starlab.model import Backbone, training_flops_per_token
 from starlab.status import Status
 from starlab.tasks.lm import lm_task, open_corpus
 from starlab.tasks.tokenizer import resolve_vocab_size
-from starlab.train import Checkpointing, TrainConfig, train
+from starlab.train import Checkpointing, TrainConfig, TrainResult, train
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -46,6 +47,8 @@ class LMProtocol(Protocol):
     batch_size: int
     #: sequences per forward/backward pass, gradients accumulated up to ``batch_size`` (``None``: all at once)
     micro_batch: int | None = None
+    #: train through ``torch.compile`` (worth it for long GPU runs; compiling costs tens of seconds)
+    compile: bool = False
     lr: float = 3e-3
     warmup_steps: int = 0
     weight_decay: float = 0.1
@@ -109,14 +112,14 @@ class LMProtocol(Protocol):
             lr=self.lr, max_steps=self.steps, batch_size=self.batch_size, micro_batch=self.micro_batch, seed=seed,
             eval_batch_size=self.micro_batch or self.batch_size,
             warmup_steps=min(self.warmup_steps, self.steps), weight_decay=self.weight_decay, min_lr=self.lr / 10,
-            bf16=self.uses_bf16(device),
+            bf16=self.uses_bf16(device), compile=self.compile,
         )  # fmt: skip
         on_step = step_reporter(progress, task.name, self.steps)
         result = train(model, task, config, device, on_step=on_step, checkpointing=checkpointing)
         if result.status == Status.DIVERGED:
             return Outcome(self.worst_quality, {task.name: 0.0}, Status.DIVERGED)
         perplexity = min(result.metrics["perplexity"], self.worst_quality)
-        metrics = {"perplexity": perplexity, "steps": result.steps}
+        metrics = {"perplexity": perplexity, "steps": result.steps, **throughput(model, self.seq_len, result, device)}
         return Outcome(perplexity, {task.name: result.score}, Status.OK, metrics)
 
     def training(self) -> dict[str, Any]:
@@ -134,6 +137,13 @@ class LMProtocol(Protocol):
             "lr": self.lr,
             "corpus": corpus,
         }
+
+
+def throughput(model: Backbone, seq_len: int, result: TrainResult, device: torch.device) -> dict[str, float]:
+    """Training tokens/s and model FLOPs utilisation: the model's training FLOPs per token times tokens/s over
+    the device's peak (``starlab.runtime.peak_flops``: a data-sheet bf16 peak for known GPUs, else measured)."""
+    flops = training_flops_per_token(model, seq_len) * result.tokens_per_s
+    return {"tokens_per_s": result.tokens_per_s, "mfu": flops / runtime.peak_flops(str(device))}
 
 
 register_protocol(LMProtocol(

@@ -11,7 +11,7 @@ from starlab.model.memory import (
     estimate_model_bytes,
     largest_model_bytes,
 )
-from starlab.model.objectives import SizeReport, measured_cache_bytes, size_report
+from starlab.model.objectives import SizeReport, measured_cache_bytes, size_report, training_flops_per_token
 from starlab.model.slots import build_slots
 
 __all__ = [
@@ -28,4 +28,5 @@ __all__ = [
     "largest_model_bytes",
     "measured_cache_bytes",
     "size_report",
+    "training_flops_per_token",
 ]

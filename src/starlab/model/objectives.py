@@ -1,4 +1,5 @@
-"""The two free objectives, read exactly off the architecture: unique parameters and inference cache.
+"""The two free objectives, read exactly off the architecture: unique parameters and inference cache; and the
+training FLOPs per token that model FLOPs utilisation (MFU) is counted against.
 
 ``size_report`` builds the backbone on PyTorch's ``meta`` device, where tensors have shapes but no storage,
 so a 1B-parameter genome is measured in milliseconds without allocating it.
@@ -96,3 +97,18 @@ def measured_cache_bytes(model: Backbone, seq_len: int, bytes_per_value: int = 2
         _, state = model.step(token, state)
     element = model.embed.weight.element_size()
     return state_nbytes(state) * bytes_per_value // element
+
+
+def training_flops_per_token(model: Backbone, seq_len: int) -> float:
+    """Training FLOPs per token, PaLM's count: 6 x the parameters each token is multiplied by, plus 12 x width x
+    ``seq_len`` per attention map (two per differential attention slot).
+
+    Parameters are counted per use (a slot that ties its featurizer to another still computes with it), the
+    tied head once more; norms, convolutions and scans are left out, and attention is counted full rather than
+    causal, as nanoGPT and PaLM do, so figures compare with theirs (and flatter MFU a little).
+    """
+    per_use = sum(p.numel() for liv in model.livs for p in liv.parameters() if p.dim() >= 2)
+    attention_maps = sum(
+        (2 if liv.spec.differential else 1) for liv in model.livs if liv.spec.family == "attention"
+    )
+    return 6 * (per_use + model.vocab_size * model.width) + 12 * attention_maps * model.width * seq_len

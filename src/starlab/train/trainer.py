@@ -35,6 +35,11 @@ class TrainConfig:
             gradients (``None``: the whole batch at once); the same data and, to fp32 round-off, the same
             updates, in a fraction of the activation memory. Must divide ``batch_size``.
         bf16: autocast matmuls to bfloat16 (CPU and CUDA); parameters and optimizer state stay fp32.
+        compile: train through ``torch.compile(model)`` (evaluation runs the plain model: its batch shape
+            differs and would compile a second graph for a handful of calls).
+        log_every: read losses back to the host every this many steps (``None``: every step on CPU, where it
+            costs nothing, every 16 on CUDA, where each read waits for the device). ``on_step`` still sees
+            every step, in bursts, and a non-finite loss still ends the run with the step it happened at.
         eval_every: evaluate every this many steps (``None``: only at the end).
         target_score: stop early once an evaluation's ``score`` reaches it.
         time_budget_s: stop after this many seconds of training (evaluations included).
@@ -52,6 +57,8 @@ class TrainConfig:
     min_lr: float = 1e-6
     grad_clip: float | None = 1.0
     bf16: bool = False
+    compile: bool = False
+    log_every: int | None = None
     eval_every: int | None = None
     eval_batch_size: int = 256
     target_score: float | None = None
@@ -68,6 +75,7 @@ class TrainConfig:
             "warmup_steps": 0 <= self.warmup_steps <= self.max_steps,
             "min_lr": 0 <= self.min_lr <= self.lr,
             "eval_every": self.eval_every is None or self.eval_every >= 1,
+            "log_every": self.log_every is None or self.log_every >= 1,
         }
         for name, ok in checks.items():
             if not ok:
@@ -77,15 +85,22 @@ class TrainConfig:
                 f"TrainConfig.micro_batch must divide batch_size {self.batch_size}, got {self.micro_batch!r}"
             )
 
+    def host_reads_every(self, device: torch.device) -> int:
+        return self.log_every or (16 if device.type == "cuda" else 1)
+
 
 @dataclass
 class TrainResult:
+    """How a run ended. ``tokens_per_s``: input tokens per second of training (evaluations excluded) in this
+    process, so a resumed run reports its own speed, not one diluted by the time it was down."""
+
     status: Status
     steps: int
     seconds: float
     train_loss: float
     metrics: dict[str, float] = field(default_factory=dict)  # the evaluation with the best score
     history: list[dict[str, float]] = field(default_factory=list)
+    tokens_per_s: float = 0.0
 
     @property
     def score(self) -> float:
@@ -101,13 +116,16 @@ def learning_rate(step: int, config: TrainConfig) -> float:
     return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * progress))
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW over trainable parameters; decay only tensors with 2+ dims (matrices, embeddings, kernels)."""
+def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device | None = None) -> torch.optim.AdamW:
+    """AdamW over trainable parameters; decay only tensors with 2+ dims (matrices, embeddings, kernels).
+
+    On CUDA the fused implementation: one kernel for all parameters instead of several per tensor."""
     params = {id(p): p for p in model.parameters() if p.requires_grad}.values()
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr, betas=config.betas)
+    fused = device is not None and device.type == "cuda"
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr, betas=config.betas, fused=fused)
 
 
 def train(
@@ -120,14 +138,16 @@ def train(
 ) -> TrainResult:
     """Train ``model`` on ``task``; returns status, steps, time and the best evaluation.
 
-    ``on_step(step, loss)`` is called after every optimizer step (progress bars hook in here). With
-    ``checkpointing``, the run first continues from the newest checkpoint in its directory, if any (on CPU it
-    then ends bit-identical to a run never interrupted), and writes checkpoints as it goes.
+    ``on_step(step, loss)`` is called for every optimizer step (progress bars hook in here), in bursts of
+    ``log_every``. With ``checkpointing``, the run first continues from the newest checkpoint in its
+    directory, if any (on CPU it then ends bit-identical to a run never interrupted), and writes checkpoints
+    as it goes.
     """
     runtime.configure(config.threads)
     device = torch.device(device)
     model.to(device).train()
-    optimizer = make_optimizer(model, config)
+    forward = torch.compile(model) if config.compile else model
+    optimizer = make_optimizer(model, config, device)
     batches = task.train_batches(config.batch_size, np.random.default_rng(config.seed))
     status, loss_value, done, trained_s = Status.COMPLETED, float("nan"), 0, 0.0
     history: list[dict[str, float]] = []
@@ -135,15 +155,19 @@ def train(
         done, loss_value, trained_s, history = resumed.step, resumed.loss, resumed.seconds, resumed.history
         for _ in range(done):  # the batches already trained on: drawn again, so the stream goes on exactly
             next(batches)
-    start, last_checkpoint = time.perf_counter() - trained_s, time.perf_counter()
+    start, last_checkpoint, evaluating_s, tokens = time.perf_counter() - trained_s, time.perf_counter(), 0.0, 0
+    losses = LossReader(config.host_reads_every(device), on_step)
     step = done
 
     def evaluate() -> dict[str, float]:
+        nonlocal evaluating_s
+        began = time.perf_counter()
         model.eval()
         with autocast(device, config.bf16):
             metrics = task.evaluate(model, config.eval_batch_size, device)
         model.train()
         history.append({"step": step, "train_loss": loss_value, **metrics})
+        evaluating_s += time.perf_counter() - began
         return metrics
 
     for step in range(done + 1, config.max_steps + 1):
@@ -151,17 +175,19 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step - 1, config)
         optimizer.zero_grad(set_to_none=True)
-        loss_value = accumulate(model, task, inputs, targets, config, device).item()
-        if not math.isfinite(loss_value):
-            status = Status.DIVERGED
+        losses.add(step, accumulate(forward, task, inputs, targets, config, device))
+        tokens += inputs.numel()
+        out_of_time = config.time_budget_s is not None and time.perf_counter() - start > config.time_budget_s
+        evaluating = (config.eval_every and step % config.eval_every == 0) or step == config.max_steps or out_of_time
+        saving = checkpointing is not None and checkpointing.due(step, time.perf_counter() - last_checkpoint)
+        if (diverged_at := losses.read(force=evaluating or saving)) is not None:
+            status, step, loss_value = Status.DIVERGED, diverged_at, float("nan")
             break
+        loss_value = losses.last
         if config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
-        if on_step is not None:
-            on_step(step, loss_value)
-        out_of_time = config.time_budget_s is not None and time.perf_counter() - start > config.time_budget_s
-        if (config.eval_every and step % config.eval_every == 0) or step == config.max_steps or out_of_time:
+        if evaluating:
             metrics = evaluate()
             if not all(math.isfinite(v) for v in metrics.values()):
                 status = Status.DIVERGED
@@ -172,17 +198,56 @@ def train(
         if out_of_time:
             status = Status.OUT_OF_TIME
             break
-        if checkpointing is not None and checkpointing.due(step, time.perf_counter() - last_checkpoint):
+        if saving:
             state = TrainingState(step, loss_value, time.perf_counter() - start, history)
             save_checkpoint(checkpointing.directory, model, optimizer, state)
             last_checkpoint = time.perf_counter()
+    seconds = time.perf_counter() - start
+    training_s = seconds - trained_s - evaluating_s
     best = max(history, key=lambda h: h["score"]) if history and status != Status.DIVERGED else {}
     metrics = {k: v for k, v in best.items() if k not in ("step", "train_loss")}
-    return TrainResult(status, step, time.perf_counter() - start, loss_value, metrics, history)
+    tokens_per_s = tokens / training_s if training_s > 0 else 0.0
+    return TrainResult(status, step, seconds, loss_value, metrics, history, tokens_per_s)
+
+
+class LossReader:
+    """Step losses kept on the device and read back to the host in one transfer every ``every`` steps.
+
+    Reading a CUDA tensor waits for every queued kernel, so reading each step's loss would keep the host
+    from queueing the next step while the device works. ``read`` returns the first step whose loss was not
+    finite (``None`` if all were), after passing each earlier step to ``on_step``.
+    """
+
+    def __init__(self, every: int, on_step: Callable[[int, float], None] | None) -> None:
+        self.every, self.on_step = every, on_step
+        self.pending: list[tuple[int, torch.Tensor]] = []
+        self.last = float("nan")
+
+    def add(self, step: int, loss: torch.Tensor) -> None:
+        self.pending.append((step, loss))
+
+    def read(self, force: bool = False) -> int | None:
+        if not self.pending or (len(self.pending) < self.every and not force):
+            return None
+        values = torch.stack([loss for _, loss in self.pending]).tolist()
+        steps = [step for step, _ in self.pending]
+        self.pending.clear()
+        for step, value in zip(steps, values, strict=True):
+            if not math.isfinite(value):
+                return step
+            self.last = value
+            if self.on_step is not None:
+                self.on_step(step, value)
+        return None
 
 
 def accumulate(
-    model: nn.Module, task: Task, inputs: torch.Tensor, targets: torch.Tensor, config: TrainConfig, device
+    model: Callable[[torch.Tensor], torch.Tensor],
+    task: Task,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    config: TrainConfig,
+    device: torch.device,
 ) -> torch.Tensor:
     """Forward and backward over ``config.micro_batch``-sized pieces of the batch (all of it at once when
     ``None``), each loss weighted by its share of the batch's scored terms; returns the batch's loss."""
