@@ -6,6 +6,7 @@ training) and a journal, in which every assessment notes when it started and end
 it: the journal counts the work that was really done.
 """
 
+import dataclasses
 import os
 import random
 import signal
@@ -241,3 +242,54 @@ def test_sigkill_and_resume_of_a_surrogate_ladder_search_ends_as_the_uninterrupt
         assert len(k.evaluations("synthetic-noisy")) == 20
         assert k.generations() == w.generations()
         assert any("surrogate" in g.stats for g in k.generations())
+
+
+# ---- a retried evaluation continues from its checkpoint -------------------------------------------------
+
+LM_SETTINGS = {"steps": 120, "checkpoint_every": 20, "checkpoint_minutes": None}
+
+
+def wait_for(condition, what: str, timeout_s: float = 60):
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if condition():
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_crashed_workers_language_model_evaluation_continues_from_its_checkpoint_bit_identical(tmp_path):
+    """SIGKILL of the worker once the evaluation has checkpointed: the retry resumes from that checkpoint and
+    ends with exactly the perplexity of the same evaluation run through (same worker settings, CPU)."""
+    genome = random_genome(2, 4).canonical().text()
+    job = EvalJob(genome, "lm-tiny", 0, None, settings=LM_SETTINGS, checkpoints=str(tmp_path / "killed"))
+    executor = ProcessExecutor(1, max_retries=1)
+    try:
+        whole = executor.submit(dataclasses.replace(job, checkpoints=str(tmp_path / "whole"))).result(timeout=120)
+        future = executor.submit(job)
+        wait_for(lambda: (tmp_path / "killed" / "latest.json").exists() and executor.started[0], "a checkpoint")
+        os.kill(executor.started[0], signal.SIGKILL)
+        resumed = future.result(timeout=120)
+    finally:
+        executor.close()
+    assert "resumed_from_step" not in whole["metrics"]
+    assert resumed["metrics"]["resumed_from_step"] in range(20, 120, 20)
+    assert resumed["quality"] == whole["quality"] and resumed["status"] == "ok"
+
+
+def test_evolve_resume_continues_an_interrupted_evaluation_from_its_checkpoint_then_deletes_it(tmp_path):
+    run = tmp_path / "run"
+    settings = [f"--protocol-setting={key}={value}" for key, value in LM_SETTINGS.items() if value is not None]
+    argv = [sys.executable, "-m", "starlab.cli", "evolve", "--protocol", "lm-tiny", "--depth", "2",
+            "--population", "4", "--generations", "0", "--seed", "1", *settings]  # fmt: skip
+    victim = subprocess.Popen([*argv, "--out", str(run)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)  # fmt: skip
+    wait_for(lambda: any((run / "checkpoints").glob("*/latest.json")), "a checkpoint", timeout_s=120)
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    subprocess.run([*argv[:4], "--resume", str(run)], check=True, capture_output=True)
+    with RunStore(run) as store:
+        evaluations = store.evaluations("lm-tiny")
+    assert all(e.status == "ok" for e in evaluations) and len(evaluations) >= 4
+    assert any(e.metrics.get("resumed_from_step", 0) >= 20 for e in evaluations)
+    assert not any((run / "checkpoints").iterdir())  # finished evaluations leave no checkpoints behind

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -40,6 +41,7 @@ class LMProtocol(Protocol):
     RANGES: ClassVar[dict[str, Range]] = {
         "seq_len": POSITIVE, "steps": POSITIVE, "batch_size": POSITIVE, "lr": Range(0, open_low=True),
         "warmup_steps": NON_NEGATIVE, "weight_decay": Range(0), "max_eval_tokens": POSITIVE,
+        "checkpoint_every": POSITIVE, "checkpoint_minutes": Range(0, open_low=True),
     }  # fmt: skip
     width: int
     seq_len: int
@@ -49,6 +51,9 @@ class LMProtocol(Protocol):
     micro_batch: int | None = None
     #: train through ``torch.compile`` (worth it for long GPU runs; compiling costs tens of seconds)
     compile: bool = False
+    #: in a search, checkpoint every this many steps and/or minutes, so that a retried evaluation continues
+    checkpoint_every: int | None = None
+    checkpoint_minutes: float | None = 10.0
     lr: float = 3e-3
     warmup_steps: int = 0
     weight_decay: float = 0.1
@@ -120,7 +125,15 @@ class LMProtocol(Protocol):
             return Outcome(self.worst_quality, {task.name: 0.0}, Status.DIVERGED)
         perplexity = min(result.metrics["perplexity"], self.worst_quality)
         metrics = {"perplexity": perplexity, "steps": result.steps, **throughput(model, self.seq_len, result, device)}
+        if result.resumed_from:
+            metrics["resumed_from_step"] = result.resumed_from
         return Outcome(perplexity, {task.name: result.score}, Status.OK, metrics)
+
+    def checkpointing(self, directory: Path) -> Checkpointing | None:
+        if self.checkpoint_every is None and self.checkpoint_minutes is None:
+            return None
+        seconds = None if self.checkpoint_minutes is None else self.checkpoint_minutes * 60
+        return Checkpointing(directory, self.checkpoint_every, seconds)
 
     def training(self) -> dict[str, Any]:
         corpus = self.data or ("a corpus you give (required)" if self.requires_data else "the bundled corpus")

@@ -15,6 +15,7 @@ import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -167,6 +168,11 @@ class Protocol(ABC):
 
         ``checkpointing``: where a protocol that trains one model checkpoints it and resumes it from (the LM
         protocols); the others train many small models and ignore it."""
+
+    def checkpointing(self, directory: Path) -> Checkpointing | None:
+        """How a run of this protocol checkpoints into ``directory`` in a search (``None``: it does not; only
+        protocols that train one model for long resume from checkpoints)."""
+        return None
 
     @abstractmethod
     def training(self) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import partial
 from multiprocessing import get_all_start_methods, get_context
+from pathlib import Path
 from typing import Any, Protocol
 
 from starlab import runtime
@@ -42,12 +43,17 @@ class EvalJob:
     device: str = "cpu"
     data: str | None = None  # corpus for language-modelling protocols
     settings: dict[str, Any] = field(default_factory=dict)  # the protocol's settings changed by the search
+    #: where the evaluation checkpoints, if its protocol does: a retried job continues from the newest there
+    #: (on a cluster the run directory must be on storage every node sees)
+    checkpoints: str | None = None
 
 
 def run_job(job: EvalJob) -> dict:
     """Assess one genome (runs inside whichever worker the executor chose); the evaluation as a dict."""
     protocol = get_protocol(job.protocol).with_settings(**job.settings)
-    return assess(Genome.parse(job.genome), protocol, job.width, job.seed, job.device, job.data).to_dict()
+    checkpointing = protocol.checkpointing(Path(job.checkpoints)) if job.checkpoints else None
+    genome = Genome.parse(job.genome)
+    return assess(genome, protocol, job.width, job.seed, job.device, job.data, checkpointing=checkpointing).to_dict()
 
 
 class Executor(Protocol):

@@ -17,6 +17,7 @@ ends with the same populations as one that never stopped, and no finished evalua
 from __future__ import annotations
 
 import itertools
+import shutil
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, as_completed
@@ -47,6 +48,9 @@ from starlab.genome import Genome
 from starlab.model import check_device
 from starlab.status import Status
 from starlab.store import Generation, RunLock, RunStore, StoreError, check_config_keys
+
+#: the run directory's folder for the checkpoints of evaluations in progress (one folder per evaluation)
+CHECKPOINTS = "checkpoints"
 
 
 class Reporter(TypingProtocol):
@@ -154,18 +158,33 @@ class Search:
     def _job(self, genome: Genome, protocol: str) -> EvalJob:
         settings = self.config.protocol_settings if protocol == self.config.protocol else {}
         return EvalJob(
-            genome.canonical().text(), protocol, self.config.seed, self.width, self.device, self.config.data, settings
-        )
+            genome.canonical().text(), protocol, self.config.seed, self.width, self.device, self.config.data, settings,
+            str(self._checkpoints(genome, protocol)),
+        )  # fmt: skip
+
+    def _checkpoints(self, genome: Genome, protocol: str) -> Path:
+        """Where an evaluation checkpoints: named by what it is, so a retry of it (a Ray retry, a crashed
+        worker's, or ``--resume`` after a crash) finds its checkpoints and continues from the newest."""
+        name = f"{protocol}-{genome.hash()}-seed{self.config.seed}"
+        return (self.store.directory / CHECKPOINTS / name).resolve()
 
     def _store(self, genomes, protocol: str, future: Future, indices: list[int], results: list) -> None:
         """Commit a finished future's evaluation (the moment it is handed over) and fill in its slots."""
-        evaluation = self._finished(genomes[indices[0]], protocol, future)
-        self.store.add_evaluation(evaluation)
-        self.new_evaluations += 1
+        evaluation = self.commit(genomes[indices[0]], protocol, future)
         for index in indices:
             results[index] = evaluation
+
+    def commit(self, genome: Genome, protocol: str, future: Future) -> Evaluation:
+        """Store a finished future's evaluation, then delete its checkpoints: they are needed again only if
+        it failed (``--retry-failed`` continues from them)."""
+        evaluation = self._finished(genome, protocol, future)
+        self.store.add_evaluation(evaluation)
+        self.new_evaluations += 1
+        if evaluation.status != Status.FAILED:
+            shutil.rmtree(self._checkpoints(genome, protocol), ignore_errors=True)
         if self.reporter:
             self.reporter.evaluated(evaluation, replayed=False)
+        return evaluation
 
     def _finished(self, genome: Genome, protocol: str, future: Future) -> Evaluation:
         """A finished future's evaluation; an exception becomes a 'failed' one with the worst quality."""

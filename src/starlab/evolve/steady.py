@@ -291,12 +291,7 @@ class SteadyState:
         """Commit a finished evaluation and tell it (a generation it completes is recorded soon after)."""
         candidate, search = running[future], self.search
         if not search.archive.has(candidate.genome):
-            evaluation = search._finished(candidate.genome, self.protocol, future)
-            search.store.add_evaluation(evaluation)
-            search.new_evaluations += 1
-            if search.reporter:
-                search.reporter.evaluated(evaluation, replayed=False)
-            self._tell(evaluation)
+            self._tell(search.commit(candidate.genome, self.protocol, future))
             if len(self.told) % self.config.population == 0 or len(self.told) == self.total:
                 self.due.append(len(self.told))
         del running[future]

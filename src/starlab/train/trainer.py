@@ -92,7 +92,8 @@ class TrainConfig:
 @dataclass
 class TrainResult:
     """How a run ended. ``tokens_per_s``: input tokens per second of training (evaluations excluded) in this
-    process, so a resumed run reports its own speed, not one diluted by the time it was down."""
+    process, so a resumed run reports its own speed, not one diluted by the time it was down;
+    ``resumed_from``: the step of the checkpoint it continued from (0: it started afresh)."""
 
     status: Status
     steps: int
@@ -101,6 +102,7 @@ class TrainResult:
     metrics: dict[str, float] = field(default_factory=dict)  # the evaluation with the best score
     history: list[dict[str, float]] = field(default_factory=list)
     tokens_per_s: float = 0.0
+    resumed_from: int = 0
 
     @property
     def score(self) -> float:
@@ -207,7 +209,7 @@ def train(
     best = max(history, key=lambda h: h["score"]) if history and status != Status.DIVERGED else {}
     metrics = {k: v for k, v in best.items() if k not in ("step", "train_loss")}
     tokens_per_s = tokens / training_s if training_s > 0 else 0.0
-    return TrainResult(status, step, seconds, loss_value, metrics, history, tokens_per_s)
+    return TrainResult(status, step, seconds, loss_value, metrics, history, tokens_per_s, done)
 
 
 class LossReader:
