@@ -108,7 +108,5 @@ def training_flops_per_token(model: Backbone, seq_len: int) -> float:
     causal, as nanoGPT and PaLM do, so figures compare with theirs (and flatter MFU a little).
     """
     per_use = sum(p.numel() for liv in model.livs for p in liv.parameters() if p.dim() >= 2)
-    attention_maps = sum(
-        (2 if liv.spec.differential else 1) for liv in model.livs if liv.spec.family == "attention"
-    )
+    attention_maps = sum((2 if liv.spec.differential else 1) for liv in model.livs if liv.spec.family == "attention")
     return 6 * (per_use + model.vocab_size * model.width) + 12 * attention_maps * model.width * seq_len
