@@ -16,6 +16,7 @@ import os
 import queue
 import signal
 import socket
+import sys
 import threading
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -249,6 +250,8 @@ class RayExecutor:
         gpus: float = 0,
         max_retries: int = 2,
     ) -> None:
+        if address:
+            _authenticate_with_token()
         try:
             import ray
         except ImportError:
@@ -261,10 +264,11 @@ class RayExecutor:
             try:
                 ray.init(address=address, log_to_driver=False, **local)
             except ConnectionError as error:
-                raise SettingError("cannot connect to the Ray cluster at {0}: {1}", address, error) from None
+                hint = "" if os.environ.get("RAY_AUTH_MODE") == "token" else TOKEN_HINT
+                raise SettingError("cannot connect to the Ray cluster at {0}: {1}{2}", address, error, hint) from None
         options = {"num_cpus": threads, "num_gpus": gpus, "max_retries": max_retries, "retry_exceptions": False}
         self.remote = ray.remote(_ray_job).options(**options)
-        self.threads = threads
+        self.threads, self.gpus = threads, gpus
         self.running: set[Any] = set()  # object refs of unfinished tasks, cancelled on close
 
     def submit(self, job: EvalJob) -> Future:
@@ -279,6 +283,23 @@ class RayExecutor:
         for ref in list(self.running):
             self.ray.cancel(ref, force=True)
         self.ray.shutdown()
+
+
+TOKEN_HINT = "; if it was started with token authentication, export RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH"
+
+
+def _authenticate_with_token() -> None:
+    """Connect with token authentication when this machine holds a token and nothing says otherwise.
+
+    Clusters started with ``ray start`` use tokens by default since Ray 2.5x, and a client that does not
+    send one cannot connect; one that sends a token also connects to a cluster without authentication.
+    Ray reads the mode when it is imported, so this must run before ``import ray``.
+    """
+    if "RAY_AUTH_MODE" in os.environ or "ray" in sys.modules:
+        return
+    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    if "RAY_AUTH_TOKEN" in os.environ or token_file.is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:

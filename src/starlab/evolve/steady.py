@@ -135,15 +135,18 @@ class _Earlier(DuplicateElimination):
 
 
 def parallelism(executor) -> int:
-    """How many evaluations ``executor`` runs at once: its workers (process), the cluster's CPUs over the
-    CPUs of a task (Ray), one (local, or anything that does not say)."""
+    """How many evaluations ``executor`` runs at once: its workers (process), the most tasks the cluster's
+    CPUs and GPUs hold at once (Ray), one (local, or anything that does not say)."""
     workers = getattr(executor, "workers", None)
     if isinstance(workers, int) and workers >= 1:
         return workers
     ray = getattr(executor, "ray", None)
     if ray is not None:
-        cpus = ray.cluster_resources().get("CPU", 1)
-        return max(1, int(cpus // max(getattr(executor, "threads", 1), 1)))
+        resources = ray.cluster_resources()
+        fits = [resources.get("CPU", 1) // max(executor.threads, 1)]
+        if executor.gpus:
+            fits.append(resources.get("GPU", 0) // executor.gpus)
+        return max(1, int(min(fits)))
     return 1
 
 

@@ -1,0 +1,148 @@
+"""Ray as a cluster: a head and a second node started with ``ray start`` on this machine, each with its own
+resources; a search connects with ``--ray-address``; the second node is killed while it trains; its
+evaluation is retried on the head and continues from its checkpoint. Nothing is lost or stored twice, and the
+resumed evaluation ends exactly as one never interrupted (CPU, one thread each).
+
+This is the recipe of docs/evolve.md ("Running on a Ray cluster") run for real.
+"""
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from starlab.evolve.executors import EvalJob, run_job
+from starlab.genome import Genome
+from starlab.store import RunStore
+
+ray = pytest.importorskip("ray")
+RAY = str(Path(sys.executable).with_name("ray"))
+SETTINGS = {"steps": 150, "checkpoint_every": 15}
+SEARCH = ["--protocol", "lm-tiny", "--depth", "2", "--population", "4", "--generations", "0", "--seed", "2",
+          *(f"--protocol-setting={key}={value}" for key, value in SETTINGS.items())]  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def raylets() -> set[int]:
+    found = subprocess.run(["pgrep", "-f", "ray/raylet/raylet"], capture_output=True, text=True).stdout
+    return {int(pid) for pid in found.split()}
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and everything it started (a node: its raylet and the workers running tasks)."""
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    os.kill(pid, signal.SIGKILL)
+    for child in children:
+        kill_tree(int(child))
+
+
+def wait_for(condition, what: str, timeout_s: float = 120):
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if condition():
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """(address, environment, pid of the second node's raylet); both nodes are stopped afterwards."""
+    token = tmp_path / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token), "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_health_check_period_ms": "500", "RAY_health_check_failure_threshold": "2"}  # fmt: skip
+    address = f"127.0.0.1:{free_port()}"
+    node = ["--num-cpus", "1", "--object-store-memory", str(100 * 2**20), "--disable-usage-stats"]
+    start = {"env": env, "check": True, "capture_output": True, "timeout": 120}
+    try:
+        subprocess.run([RAY, "start", "--head", "--port", address.split(":")[1], "--include-dashboard", "false",
+                        "--resources", '{"head": 1}', *node], **start)  # fmt: skip
+        before = raylets()
+        subprocess.run([RAY, "start", "--address", address, "--resources", '{"second": 1}', *node], **start)
+        (second,) = raylets() - before
+        yield address, env, second
+    finally:
+        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def checkpointed(run: Path) -> int:
+    return len(list((run / "checkpoints").glob("*/latest.json")))
+
+
+def test_a_search_on_two_ray_nodes_survives_losing_one_mid_evaluation(tmp_path, cluster):
+    address, env, second = cluster
+    run = tmp_path / "run"
+    argv = [sys.executable, "-m", "starlab.cli", "evolve", *SEARCH, "--executor", "ray", "--ray-address", address,
+            "--threads", "1", "--out", str(run)]  # fmt: skip
+    search = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: checkpointed(run) >= 2, "both nodes to checkpoint an evaluation")  # one per node, 1 CPU each
+    kill_tree(second)
+    output, _ = search.communicate(timeout=240)
+    assert search.returncode == 0, output
+    with RunStore(run) as store:
+        evaluations = store.evaluations("lm-tiny")
+    assert len(evaluations) == len({e.hash for e in evaluations}) == 4  # none lost, none stored twice
+    assert all(e.status == "ok" for e in evaluations), [e.error for e in evaluations]
+    (resumed,) = [e for e in evaluations if e.metrics.get("resumed_from_step")]  # the second node's, retried
+    assert resumed.metrics["resumed_from_step"] in range(15, 150, 15)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the Ray workers ran
+    try:
+        whole = run_job(EvalJob(Genome.parse(resumed.genome).text(), "lm-tiny", 2, None, settings=SETTINGS))
+    finally:
+        torch.set_num_threads(threads)
+    assert resumed.quality == whole["quality"]  # continued from its checkpoint, bit-identical
+    assert not any((run / "checkpoints").iterdir())
+
+
+class FakeRay:
+    def __init__(self, resources):
+        self.resources = resources
+
+    def cluster_resources(self):
+        return self.resources
+
+
+class FakeRayExecutor:
+    def __init__(self, resources, threads, gpus):
+        self.ray, self.threads, self.gpus = FakeRay(resources), threads, gpus
+
+
+@pytest.mark.parametrize(
+    ("resources", "threads", "gpus", "at_once"),
+    [({"CPU": 32.0}, 4, 0, 8), ({"CPU": 32.0, "GPU": 2.0}, 4, 1, 2), ({"CPU": 8.0, "GPU": 8.0}, 4, 0.5, 2)],
+)
+def test_evaluations_at_once_follow_the_clusters_cpus_and_gpus(resources, threads, gpus, at_once):
+    from starlab.evolve.steady import parallelism
+
+    assert parallelism(FakeRayExecutor(resources, threads, gpus)) == at_once
+
+
+def test_a_client_with_a_token_on_this_machine_connects_with_token_authentication(tmp_path, monkeypatch):
+    from starlab.evolve.executors import _authenticate_with_token
+
+    monkeypatch.delitem(sys.modules, "ray")  # as in a fresh `starlab evolve`, which imports Ray only here
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "auth_token"))
+    _authenticate_with_token()
+    assert "RAY_AUTH_MODE" not in os.environ  # no token: Ray's own default
+    (tmp_path / "auth_token").write_text("0" * 64)
+    _authenticate_with_token()
+    assert os.environ["RAY_AUTH_MODE"] == "token"
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    _authenticate_with_token()
+    assert os.environ["RAY_AUTH_MODE"] == "disabled"  # the user's choice stands
