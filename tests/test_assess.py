@@ -69,6 +69,18 @@ def test_lm_compile_trains_through_torch_compile(monkeypatch, capsys):
     assert code == 0 and len(compiled) == 1 and "tokens/s, MFU" in out
 
 
+def test_lm_micro_batch_auto_lets_the_trainer_fit_the_micro_batch(monkeypatch, capsys):
+    import starlab.assess.lm as lm_module
+
+    configs, train = [], lm_module.train
+    monkeypatch.setattr(lm_module, "train", lambda model, task, config, *a, **k: configs.append(config) or train(
+        model, task, config, *a, **k))  # fmt: skip
+    code, _, _ = run_cli(capsys, "lm", "gconv", "--depth", "2", "--protocol", "lm-tiny", "--steps", "2",
+                         "--micro-batch", "auto")  # fmt: skip
+    assert code == 0 and configs[0].fit_micro_batch and configs[0].micro_batch is None
+    assert get_protocol("lm-paper").fit_micro_batch  # 64 x 4096 tokens fit no GPU in one pass at width 768
+
+
 def test_micro_batches_give_the_language_model_of_the_whole_batch():
     whole = assess(preset("striped-mamba", 2), "lm-tiny")
     pieces = assess(preset("striped-mamba", 2), get_protocol("lm-tiny").with_settings(micro_batch=2))

@@ -141,6 +141,33 @@ def test_a_compiled_run_trains_through_the_compiled_module_and_matches_the_eager
     assert result.metrics["score"] == pytest.approx(eager.metrics["score"], abs=1e-6)
 
 
+class DeviceHolds(torch.nn.Module):
+    """A model on a device that runs out of memory for more than ``most`` sequences at once."""
+
+    def __init__(self, inner, most):
+        super().__init__()
+        self.inner, self.most, self.largest = inner, most, 0
+
+    def forward(self, tokens):
+        if len(tokens) > self.most:
+            raise torch.cuda.OutOfMemoryError(f"CUDA out of memory: {len(tokens)} sequences")
+        self.largest = max(self.largest, len(tokens))
+        return self.inner(tokens)
+
+
+def test_a_micro_batch_that_runs_out_of_memory_is_halved_until_one_fits():
+    """Batch 16 on a device that holds 5 sequences: 16 and 8 fail, 4 fits, for training and evaluation alike;
+    the run is the run with micro-batches of 4 from the start."""
+    config = dataclasses.replace(FAST, batch_size=16, max_steps=12, eval_every=6, eval_batch_size=64)
+    fitted = DeviceHolds(model(preset("mamba", 2)), most=5)
+    result = train(fitted, previous_token_task(), dataclasses.replace(config, fit_micro_batch=True))
+    planned = train(model(preset("mamba", 2)), previous_token_task(), dataclasses.replace(config, micro_batch=4))
+    assert result.micro_batch == 4 and fitted.largest == 4
+    assert result.history == planned.history and result.train_loss == planned.train_loss
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        train(DeviceHolds(model(preset("mamba", 2)), most=5), previous_token_task(), config)
+
+
 def test_tokens_per_second_counts_training_time_only():
     config = TrainConfig(max_steps=10, batch_size=8, eval_every=1)  # ten evaluations: slower than the steps
     result = train(model(preset("mamba", 2)), previous_token_task(), config)
@@ -203,7 +230,7 @@ def ragged_previous_token_task(seed=0) -> ArrayTask:
 
 def gradients_of(config, inputs, targets, task):
     net = model(preset("striped-mamba", 4))
-    loss = accumulate(net, task, inputs, targets, config, torch.device("cpu"))
+    loss = accumulate(net, task, inputs, targets, config.micro_batch, config.bf16, torch.device("cpu"))
     return loss, {name: p.grad for name, p in net.named_parameters()}
 
 

@@ -36,6 +36,11 @@ def positive_float(text: str) -> float:
     return _positive(text, float, "number")
 
 
+def micro_batch(text: str) -> int | str:
+    """A positive integer, or ``auto``: the largest micro-batch the device holds (halved on out-of-memory)."""
+    return "auto" if text.strip().lower() == "auto" else _positive(text, int, "integer or auto")
+
+
 def key_value(text: str) -> tuple[str, object]:
     """``KEY=VALUE`` with VALUE read as JSON where it parses (numbers, true/false, null) and as text otherwise."""
     key, sep, value = text.partition("=")
@@ -234,8 +239,9 @@ def _lm_command(args: argparse.Namespace):
         raise ValueError("give a genome to train, or --resume DIR to continue a run")
     if (args.checkpoint_every or args.checkpoint_minutes) and not args.out:
         raise ValueError("--checkpoint-every and --checkpoint-minutes need --out DIR, where the checkpoints go")
-    given = (("steps", args.steps), ("seq_len", args.seq_len), ("micro_batch", args.micro_batch),
-             ("compile", args.compile or None))  # fmt: skip
+    fit = args.micro_batch == "auto"
+    given = (("steps", args.steps), ("seq_len", args.seq_len), ("micro_batch", None if fit else args.micro_batch),
+             ("fit_micro_batch", fit or None), ("compile", args.compile or None))  # fmt: skip
     changes = {k: v for k, v in given if v is not None}
     if args.tokenizer:
         changes.update(tokenizer=args.tokenizer, vocab_size=DEFAULT_BPE_VOCAB if args.tokenizer == "bpe" else None)
@@ -492,9 +498,10 @@ def add_assessment_commands(groups, genome_help: str) -> None:
                            help="with --out: checkpoint every N steps (default 100)")  # fmt: skip
     lm_parser.add_argument("--checkpoint-minutes", type=positive_float, metavar="M",
                            help="with --out: checkpoint every M minutes")  # fmt: skip
-    lm_parser.add_argument("--micro-batch", type=positive_int, metavar="N",
+    lm_parser.add_argument("--micro-batch", type=micro_batch, metavar="N|auto",
                            help="sequences per forward/backward pass, gradients accumulated over the batch "
-                           "(a divisor of the protocol's batch size; default: the whole batch at once)")  # fmt: skip
+                           "(a divisor of the protocol's batch size; auto: the largest the device holds; "
+                           "default: the whole batch at once)")  # fmt: skip
     lm_parser.add_argument("--compile", action="store_true",
                            help="train through torch.compile (for long GPU runs; compiling takes a while)")  # fmt: skip
     lm_parser.set_defaults(handler=lm)

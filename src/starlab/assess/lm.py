@@ -49,6 +49,8 @@ class LMProtocol(Protocol):
     batch_size: int
     #: sequences per forward/backward pass, gradients accumulated up to ``batch_size`` (``None``: all at once)
     micro_batch: int | None = None
+    #: on running out of device memory, lower the micro-batch to the next divisor of the batch and redo the step
+    fit_micro_batch: bool = False
     #: train through ``torch.compile`` (worth it for long GPU runs; compiling costs tens of seconds)
     compile: bool = False
     #: in a search, checkpoint every this many steps and/or minutes, so that a retried evaluation continues
@@ -115,6 +117,7 @@ class LMProtocol(Protocol):
         model = Backbone(genome, width, task.vocab_size, self.config)
         config = TrainConfig(
             lr=self.lr, max_steps=self.steps, batch_size=self.batch_size, micro_batch=self.micro_batch, seed=seed,
+            fit_micro_batch=self.fit_micro_batch,
             eval_batch_size=self.micro_batch or self.batch_size,
             warmup_steps=min(self.warmup_steps, self.steps), weight_decay=self.weight_decay, min_lr=self.lr / 10,
             bf16=self.uses_bf16(device), compile=self.compile,
@@ -127,6 +130,8 @@ class LMProtocol(Protocol):
         metrics = {"perplexity": perplexity, "steps": result.steps, **throughput(model, self.seq_len, result, device)}
         if result.resumed_from:
             metrics["resumed_from_step"] = result.resumed_from
+        if result.micro_batch != self.micro_batch:
+            metrics["micro_batch"] = result.micro_batch  # what fit_micro_batch found
         return Outcome(perplexity, {task.name: result.score}, Status.OK, metrics)
 
     def checkpointing(self, directory: Path) -> Checkpointing | None:
@@ -172,7 +177,7 @@ register_protocol(LMProtocol(
     description="the paper's per-candidate budget: 5,000 steps x 64 x 4096 tokens (1.3B), lr 8e-4, 500 warm-up "
     "steps, BPE 32k; needs a corpus; GPU/cluster scale",
     width=768, seq_len=4096, steps=5000, batch_size=64, lr=8e-4, warmup_steps=500, tokenizer="bpe",
-    vocab_size=32768, max_eval_tokens=1 << 22, requires_data=True,
+    vocab_size=32768, max_eval_tokens=1 << 22, requires_data=True, fit_micro_batch=True,
 ))  # fmt: skip
 LM_SMALL = register_protocol(LMProtocol(
     name="lm-small",

@@ -34,6 +34,9 @@ class TrainConfig:
         micro_batch: split each batch into micro-batches of this many sequences and accumulate their
             gradients (``None``: the whole batch at once); the same data and, to fp32 round-off, the same
             updates, in a fraction of the activation memory. Must divide ``batch_size``.
+        fit_micro_batch: when a step runs out of device memory, redo it with the next smaller divisor of
+            ``batch_size`` as the micro-batch (and evaluate in batches no larger), until one fits: the largest
+            micro-batch the device holds, found in the first step, without knowing the model's memory ahead.
         bf16: autocast matmuls to bfloat16 (CPU and CUDA); parameters and optimizer state stay fp32.
         compile: train through ``torch.compile(model)`` (evaluation runs the plain model: its batch shape
             differs and would compile a second graph for a handful of calls).
@@ -51,6 +54,7 @@ class TrainConfig:
     max_steps: int = 1000
     batch_size: int = 64
     micro_batch: int | None = None
+    fit_micro_batch: bool = False
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.95)
     warmup_steps: int = 0
@@ -103,6 +107,7 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     tokens_per_s: float = 0.0
     resumed_from: int = 0
+    micro_batch: int | None = None  # the micro-batch trained with (``fit_micro_batch`` may have lowered it)
 
     @property
     def score(self) -> float:
@@ -159,14 +164,14 @@ def train(
             next(batches)
     start, last_checkpoint, evaluating_s, tokens = time.perf_counter() - trained_s, time.perf_counter(), 0.0, 0
     losses = LossReader(config.host_reads_every(device), on_step)
-    step = done
+    step, micro = done, config.micro_batch
 
     def evaluate() -> dict[str, float]:
         nonlocal evaluating_s
         began = time.perf_counter()
         model.eval()
         with autocast(device, config.bf16):
-            metrics = task.evaluate(model, config.eval_batch_size, device)
+            metrics = task.evaluate(model, min(config.eval_batch_size, micro or config.eval_batch_size), device)
         model.train()
         history.append({"step": step, "train_loss": loss_value, **metrics})
         evaluating_s += time.perf_counter() - began
@@ -177,7 +182,16 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step - 1, config)
         optimizer.zero_grad(set_to_none=True)
-        losses.add(step, accumulate(forward, task, inputs, targets, config, device))
+        while True:
+            try:
+                losses.add(step, accumulate(forward, task, inputs, targets, micro, config.bf16, device))
+                break
+            except torch.cuda.OutOfMemoryError:
+                if not config.fit_micro_batch or (micro := smaller_micro_batch(config.batch_size, micro)) is None:
+                    raise
+                optimizer.zero_grad(set_to_none=True)  # the failed attempt's partial gradients
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
         tokens += inputs.numel()
         out_of_time = config.time_budget_s is not None and time.perf_counter() - start > config.time_budget_s
         evaluating = (config.eval_every and step % config.eval_every == 0) or step == config.max_steps or out_of_time
@@ -209,7 +223,7 @@ def train(
     best = max(history, key=lambda h: h["score"]) if history and status != Status.DIVERGED else {}
     metrics = {k: v for k, v in best.items() if k not in ("step", "train_loss")}
     tokens_per_s = tokens / training_s if training_s > 0 else 0.0
-    return TrainResult(status, step, seconds, loss_value, metrics, history, tokens_per_s, done)
+    return TrainResult(status, step, seconds, loss_value, metrics, history, tokens_per_s, done, micro)
 
 
 class LossReader:
@@ -243,26 +257,33 @@ class LossReader:
         return None
 
 
+def smaller_micro_batch(batch_size: int, micro_batch: int | None) -> int | None:
+    """The largest divisor of ``batch_size`` below ``micro_batch`` (the whole batch when ``None``), if any."""
+    below = batch_size if micro_batch is None else micro_batch
+    return next((size for size in range(below - 1, 0, -1) if batch_size % size == 0), None)
+
+
 def accumulate(
     model: Callable[[torch.Tensor], torch.Tensor],
     task: Task,
     inputs: torch.Tensor,
     targets: torch.Tensor,
-    config: TrainConfig,
+    micro_batch: int | None,
+    bf16: bool,
     device: torch.device,
 ) -> torch.Tensor:
-    """Forward and backward over ``config.micro_batch``-sized pieces of the batch (all of it at once when
-    ``None``), each loss weighted by its share of the batch's scored terms; returns the batch's loss."""
-    if config.micro_batch is None or config.micro_batch >= len(inputs):
-        with autocast(device, config.bf16):
+    """Forward and backward over ``micro_batch``-sized pieces of the batch (all of it at once when ``None``),
+    each loss weighted by its share of the batch's scored terms; returns the batch's loss."""
+    if micro_batch is None or micro_batch >= len(inputs):
+        with autocast(device, bf16):
             loss = task.loss(model(inputs), targets)
         loss.backward()
         return loss.detach()
-    pieces = list(zip(inputs.split(config.micro_batch), targets.split(config.micro_batch), strict=True))
+    pieces = list(zip(inputs.split(micro_batch), targets.split(micro_batch), strict=True))
     counts = [task.scored(piece_targets) for _, piece_targets in pieces]
     total, batch_loss = sum(counts), torch.zeros((), device=device)
     for (piece_inputs, piece_targets), count in zip(pieces, counts, strict=True):
-        with autocast(device, config.bf16):
+        with autocast(device, bf16):
             loss = task.loss(model(piece_inputs), piece_targets) * (count / total)
         loss.backward()
         batch_loss += loss.detach()
