@@ -181,17 +181,8 @@ def train(
         inputs, targets = (t.to(device) for t in next(batches))
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step - 1, config)
-        optimizer.zero_grad(set_to_none=True)
-        while True:
-            try:
-                losses.add(step, accumulate(forward, task, inputs, targets, micro, config.bf16, device))
-                break
-            except torch.cuda.OutOfMemoryError:
-                if not config.fit_micro_batch or (micro := smaller_micro_batch(config.batch_size, micro)) is None:
-                    raise
-                optimizer.zero_grad(set_to_none=True)  # the failed attempt's partial gradients
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
+        loss, micro = backward(forward, task, inputs, targets, micro, config, optimizer, device)
+        losses.add(step, loss)
         tokens += inputs.numel()
         out_of_time = config.time_budget_s is not None and time.perf_counter() - start > config.time_budget_s
         evaluating = (config.eval_every and step % config.eval_every == 0) or step == config.max_steps or out_of_time
@@ -255,6 +246,30 @@ class LossReader:
             if self.on_step is not None:
                 self.on_step(step, value)
         return None
+
+
+def backward(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    task: Task,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    micro_batch: int | None,
+    config: TrainConfig,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+) -> tuple[torch.Tensor, int | None]:
+    """The batch's gradients (optimizer's cleared first) and loss, and the micro-batch that computed them: with
+    ``fit_micro_batch``, each out-of-memory error lowers it to the next divisor of the batch and starts over."""
+    while True:
+        optimizer.zero_grad(set_to_none=True)
+        try:
+            return accumulate(forward, task, inputs, targets, micro_batch, config.bf16, device), micro_batch
+        except torch.cuda.OutOfMemoryError:
+            micro_batch = smaller_micro_batch(config.batch_size, micro_batch) if config.fit_micro_batch else None
+            if micro_batch is None:
+                raise
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
 
 
 def smaller_micro_batch(batch_size: int, micro_batch: int | None) -> int | None:
