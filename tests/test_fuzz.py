@@ -243,6 +243,17 @@ for argv in [
     ("algo", "transformer++", "--task", "parentheses", "--device", "ñ"),
     ("lm", "transformer++", "--protocol", "lm-tiny", "--device", "meta"),
     ("report",), ("export", "{run}"), ("export", "{run}", "--out", "{new}", "--rank"),
+    ("lm", "transformer++", "--micro-batch", "0"), ("lm", "transformer++", "--micro-batch", "automatic"),
+    ("data",), ("data", "prepare"), ("data", "prepare", "{tmp}/missing.txt", "--tokenizer", "byte", "--out", "{new}"),
+    ("data", "prepare", "{file}", "--tokenizer", "byte", "--out", "{new}"),
+    ("data", "prepare", "{tmp}", "--tokenizer", "byte", "--out", "{new}"),
+    ("data", "prepare", "{file}", "--tokenizer", "nope", "--out", "{new}"),
+    ("data", "prepare", "{file}", "--tokenizer", "byte", "--vocab-size", "300", "--out", "{new}"),
+    ("data", "prepare", "{file}", "--tokenizer", "bpe", "--vocab-size", "0", "--out", "{new}"),
+    ("data", "prepare", "{file}", "--tokenizer", "byte", "--workers", "0", "--out", "{new}"),
+    ("data", "prepare", "{file}", "--tokenizer", "byte", "--val-fraction", "2", "--out", "{new}"),
+    ("data", "prepare", "{file}", "--tokenizer", "byte", "--out", "{file}"),
+    ("data", "prepare", "{file}", "--tokenizer", "byte", "--out", ""),
 ]:  # fmt: skip
     case(f"choice-{'-'.join(a for a in argv if not a.startswith('{'))[:60]}-{len(CASES)}", *argv)
 
@@ -258,7 +269,8 @@ PROTOCOL_SETTINGS = {
     "lm-tiny": ["seq_len=0", "seq_len=abc", "seq_len=-1", "steps=0", "batch_size=0", "lr=-1", "lr=abc",
                 "lr=NaN", "warmup_steps=-1", "weight_decay=-1", "tokenizer=nope", "vocab_size=300",
                 "vocab_size=12", "vocab_size=abc", "max_eval_tokens=0", "requires_data=maybe", "data=5", "data=",
-                "data={tmp}/missing.txt"],
+                "data={tmp}/missing.txt", "checkpoint_every=0", "checkpoint_every=abc", "checkpoint_minutes=0",
+                "checkpoint_minutes=-1", "fit_micro_batch=maybe", "compile=maybe"],
     "tiny": ["epochs=0", "epochs=abc", "batch_size=-1", "width=7", "grid=[]", "grid=1", "grid=[[1]]",
              "grid=[[\"a\",0]]", "warmup_fraction=2", "min_lr=-1", "evaluations=0", "target=5", "data_seed=-1",
              "time_budget_s=-1", "time_budget_s=abc", "task_epochs=5", "settings=[]", "settings=1"],

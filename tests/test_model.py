@@ -60,6 +60,19 @@ def test_feature_sharing_saves_exactly_the_shared_cache(class_id):
     assert measured_cache_bytes(shared, length) == shared.cache_bytes(length)
 
 
+@pytest.mark.parametrize("name", ["transformer++", "mamba", "hyena", "striped-mamba"])
+def test_a_backbone_traces_into_one_graph_for_torch_compile(name):
+    """No graph breaks (the token-range check runs on the device while compiling), and a bad id still fails."""
+    import torch._dynamo
+
+    m = model(preset(name, 2))
+    tokens = torch.randint(0, m.vocab_size, (2, 8))
+    assert torch._dynamo.explain(m)(tokens).graph_break_count == 0
+    compiled = torch.compile(m, backend="eager")
+    with pytest.raises(RuntimeError, match="token ids out of range"):
+        compiled(tokens + m.vocab_size)
+
+
 def test_training_flops_count_shared_weights_per_use_and_each_attention_map_per_position():
     """Sharing a featurizer saves parameters, not multiplications; the attention term grows with L per map
     (one for SA-1, two for differential SA-1, none for a recurrence)."""

@@ -198,7 +198,9 @@ class Backbone(nn.Module):
             raise ValueError(f"tokens must be an int64 tensor of shape {shape}, got {kind}")
         if tokens.dim() != rank:
             raise ValueError(f"tokens must have shape {shape}, got {tuple(tokens.shape)}")
-        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
+        if torch.compiler.is_compiling():  # a data-dependent branch would break the graph: check on the device
+            torch._assert_async(((tokens >= 0) & (tokens < self.vocab_size)).all(), "token ids out of range")
+        elif tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
             raise ValueError(
                 f"token ids must be in 0..{self.vocab_size - 1}, got {int(tokens.min())}..{int(tokens.max())}"
             )
