@@ -60,7 +60,7 @@ def test_feature_sharing_saves_exactly_the_shared_cache(class_id):
     assert measured_cache_bytes(shared, length) == shared.cache_bytes(length)
 
 
-@pytest.mark.parametrize("name", ["transformer++", "mamba", "hyena", "striped-mamba"])
+@pytest.mark.parametrize("name", ["transformer++", "mamba", "hyena"])
 def test_a_backbone_traces_into_one_graph_for_torch_compile(name):
     """No graph breaks (the token-range check runs on the device while compiling), and a bad id still fails."""
     import torch._dynamo
