@@ -17,7 +17,7 @@ RANK = {
     "evolve": 7,
     "store": 6,
     "assess": 5,
-    "train": 4,
+    "train": 4, "hf": 4,
     "tasks": 3, "model": 3,
     "genome": 2,
     "liv": 1,

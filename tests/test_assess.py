@@ -226,19 +226,38 @@ def test_evolve_report_export_load(tmp_path, capsys):
     html = (run / "report.html").read_text()
     assert code == 0 and "data:image/png;base64," in html and "transformer++" in html
     assert all((run / f"{name}.png").is_file() for name in ("pareto_params", "pareto_cache", "hypervolume"))
-    code, _, _ = run_cli(capsys, "export", str(run), "--rank", "1", "--out", str(tmp_path / "model"))
+    code, _, _ = run_cli(capsys, "export", str(run), "--untrained", "--rank", "1", "--out", str(tmp_path / "model"))
     model = starlab.load(tmp_path / "model")
     config = json.loads((tmp_path / "model" / "config.json").read_text())
     assert code == 0 and model.genome.text() == Genome.parse(config["genome"]).canonical().text()
     assert model(torch.zeros(1, 4, dtype=torch.long)).shape == (1, 4, 256)
-    code, _, err = run_cli(capsys, "export", str(run), "--rank", "99", "--out", str(tmp_path / "m2"))
+    code, _, err = run_cli(capsys, "export", str(run), "--untrained", "--rank", "99", "--out", str(tmp_path / "m2"))
     assert code == 2 and "--rank must be in 1.." in err
     exported = (tmp_path / "model" / "config.json").read_bytes()
-    code, _, err = run_cli(capsys, "export", str(run), "--rank", "2", "--out", str(tmp_path / "model"))
+    code, _, err = run_cli(capsys, "export", str(run), "--untrained", "--rank", "2", "--out", str(tmp_path / "model"))
     assert code == 2 and "already holds an exported model; choose another --out or pass --force" in err
     assert (tmp_path / "model" / "config.json").read_bytes() == exported  # nothing overwritten
-    code, _, _ = run_cli(capsys, "export", str(run), "--rank", "2", "--out", str(tmp_path / "model"), "--force")
+    code, _, _ = run_cli(capsys, "export", str(run), "--untrained", "--rank", "2", "--out", str(tmp_path / "model"),
+                         "--force")  # fmt: skip
     assert code == 0 and (tmp_path / "model" / "config.json").read_bytes() != exported
+    assert json.loads((tmp_path / "model" / "config.json").read_text())["metadata"]["trained"] is False
+    code, _, err = run_cli(capsys, "export", str(run), "--out", str(tmp_path / "silent"))
+    assert code == 2 and "the run keeps no trained weights" in err and "--untrained" in err
+    assert not (tmp_path / "silent").exists()  # an untrained model is never passed off as trained
+
+
+def test_export_as_a_hugging_face_directory(tmp_path, capsys):
+    pytest.importorskip("transformers")
+    run = tmp_path / "run"
+    assert run_cli(capsys, "evolve", "--out", str(run), "--protocol", "synthetic", "--population", "4",
+                   "--generations", "0")[0] == 0  # fmt: skip
+    code, _, _ = run_cli(capsys, "export", str(run), "--untrained", "--format", "hf", "--out", str(tmp_path / "hf"))
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert code == 0 and config["model_type"] == "starlab" and config["auto_map"]["AutoModelForCausalLM"]
+    assert config["starlab"]["trained"] is False and (tmp_path / "hf" / "modeling_starlab.py").is_file()
+    code, _, err = run_cli(capsys, "export", str(run), "--untrained", "--format", "hf", "--vocab", "300",
+                           "--out", str(tmp_path / "hf2"))  # fmt: skip
+    assert code == 2 and "byte-level tokenizer" in err
 
 
 def test_evolve_errors_are_one_line(tmp_path, capsys):

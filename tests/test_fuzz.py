@@ -97,7 +97,9 @@ INT_FLAGS = {
         "--population": (), "--generations": ("0",), "--depth": (), "--width": (), "--seed": ("0",),
         "--budget": (), "--eta": (), "--breed-factor": (), "--workers": (), "--threads": (), "--gpus": ("0",),
     },
-    ("export", "{run}", "--out", "{new}"): {"--rank": (), "--vocab": (), "--train-steps": ("0",), "--seed": ("0",)},
+    ("export", "{run}", "--untrained", "--out", "{new}"): {
+        "--rank": (), "--vocab": (), "--train-steps": ("0",), "--seed": ("0",),
+    },
 }  # fmt: skip
 for prefix, flags in INT_FLAGS.items():
     for flag, valid in flags.items():
@@ -135,11 +137,11 @@ HUGE = {
     (*EVOLVE, "--generations", str(10**12), "--population", "1"): "error",  # huge generations, refused earlier
     (*EVOLVE, "--protocol", "lm-tiny", "--protocol-setting", "vocab_size=1000000000",
      "--protocol-setting", "tokenizer=bpe"): "error",
-    ("export", "{run}", "--out", "{new}", "--vocab", str(10**9)): "error",
+    ("export", "{run}", "--untrained", "--out", "{new}", "--vocab", str(10**9)): "error",
     ("export", "{run}", "--out", "{new}", "--vocab", str(10**9), "--train-steps", "5"): "error",
-    ("export", "{run}", "--out", "{new}", "--rank", "999"): "error",
-    ("export", "{run}", "--out", "{new}", "--rank", str(10**30)): "error",
-    ("export", "{run}", "--out", "{new}", "--seed", str(10**30)): "error",
+    ("export", "{run}", "--untrained", "--out", "{new}", "--rank", "999"): "error",
+    ("export", "{run}", "--untrained", "--out", "{new}", "--rank", str(10**30)): "error",
+    ("export", "{run}", "--untrained", "--out", "{new}", "--seed", str(10**30)): "error",
 }  # fmt: skip
 for number, (argv, expect) in enumerate(HUGE.items()):
     case(f"huge-{number}-{argv[0]}-{argv[-2]}", *argv, expect=expect)
@@ -242,7 +244,7 @@ for argv in [
     ("mad", "transformer++", "--protocol", "tiny", "--device", "cuda:99"),
     ("algo", "transformer++", "--task", "parentheses", "--device", "ñ"),
     ("lm", "transformer++", "--protocol", "lm-tiny", "--device", "meta"),
-    ("report",), ("export", "{run}"), ("export", "{run}", "--out", "{new}", "--rank"),
+    ("report",), ("export", "{run}", "--untrained"), ("export", "{run}", "--untrained", "--out", "{new}", "--rank"),
     ("lm", "transformer++", "--micro-batch", "0"), ("lm", "transformer++", "--micro-batch", "automatic"),
     ("data",), ("data", "prepare"), ("data", "prepare", "{tmp}/missing.txt", "--tokenizer", "byte", "--out", "{new}"),
     ("data", "prepare", "{file}", "--tokenizer", "byte", "--out", "{new}"),
@@ -254,6 +256,9 @@ for argv in [
     ("data", "prepare", "{file}", "--tokenizer", "byte", "--val-fraction", "2", "--out", "{new}"),
     ("data", "prepare", "{file}", "--tokenizer", "byte", "--out", "{file}"),
     ("data", "prepare", "{file}", "--tokenizer", "byte", "--out", ""),
+    ("export", "{run}", "--out", "{new}"), ("export", "{run}", "--untrained", "--train-steps", "3", "--out", "{new}"),
+    ("export", "{run}", "--untrained", "--format", "nope", "--out", "{new}"),
+    ("export", "{run}", "--untrained", "--format", "hf", "--vocab", "300", "--out", "{new}"),
 ]:  # fmt: skip
     case(f"choice-{'-'.join(a for a in argv if not a.startswith('{'))[:60]}-{len(CASES)}", *argv)
 
@@ -473,7 +478,7 @@ for name, setup in STORES.items():
     for command, argv in {
         "resume": ("evolve", "--resume", "{run}"),
         "report": ("report", "{run}"),
-        "export": ("export", "{run}", "--out", "{new}"),
+        "export": ("export", "{run}", "--untrained", "--out", "{new}"),
     }.items():
         if name.startswith("generation-") and command == "resume":
             continue  # a replay rewrites the generations; that is not a refusal to test
@@ -504,15 +509,15 @@ case("report-html-is-dir", "report", "{run}", setup=lambda env: (env.run / "repo
 case("report-figure-is-dir", "report", "{run}", setup=lambda env: [(env.run / f).mkdir() for f in FIGURE_NAMES])
 
 # ---- export ------------------------------------------------------------------------------------------------
-case("export-out-existing-file", "export", "{run}", "--out", "{file}")
-case("export-out-under-file", "export", "{run}", "--out", "{file}/model")
-case("export-out-empty", "export", "{run}", "--out", "")
-case("export-out-existing-model", "export", "{run}", "--out", "{model}")
-case("export-out-model-file-is-dir", "export", "{run}", "--out", "{empty}", "--force",
+case("export-out-existing-file", "export", "{run}", "--untrained", "--out", "{file}")
+case("export-out-under-file", "export", "{run}", "--untrained", "--out", "{file}/model")
+case("export-out-empty", "export", "{run}", "--untrained", "--out", "")
+case("export-out-existing-model", "export", "{run}", "--untrained", "--out", "{model}")
+case("export-out-model-file-is-dir", "export", "{run}", "--untrained", "--out", "{empty}", "--force",
      setup=lambda env: (env.tmp / "empty/config.json").mkdir())  # fmt: skip
 case("export-train-data-missing", "export", "{run}", "--out", "{new}", "--train-steps", "5", "--data", "{tmp}/nope")
 case("export-train-data-empty", "export", "{run}", "--out", "{new}", "--train-steps", "5", "--data", "{emptytxt}")
-case("export-data-without-training", "export", "{run}", "--out", "{new}", "--data", "{tmp}/nope")
+case("export-data-without-training", "export", "{run}", "--untrained", "--out", "{new}", "--data", "{tmp}/nope")
 
 
 # ---- corpora -------------------------------------------------------------------------------------------------
@@ -590,7 +595,7 @@ def fixtures(tmp_path_factory):
     run = root / "run"
     assert main(["evolve", "--protocol", "synthetic", "--population", "4", "--generations", "1", "--depth", "4",
                  "--out", str(run)]) == 0  # fmt: skip
-    assert main(["export", str(run), "--out", str(root / "model")]) == 0
+    assert main(["export", str(run), "--untrained", "--out", str(root / "model")]) == 0
     RunStore(root / "fresh", create=True).close()
     started = root / "started"
     shutil.copytree(run, started)

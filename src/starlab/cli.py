@@ -405,12 +405,14 @@ def report(args: argparse.Namespace) -> None:
 
 
 def export(args: argparse.Namespace) -> None:
-    """Export the rank-R genome of a run's Pareto front as config.json + model.safetensors."""
+    """Export the rank-R genome of a run's Pareto front: config.json + model.safetensors, or a Hugging Face
+    directory (--format hf)."""
     from starlab.evolve.export import export_from_run
 
     path = export_from_run(
-        args.directory, args.rank, args.out, args.vocab, args.train_steps, args.data, args.seed, force=args.force
-    )
+        args.directory, args.rank, args.out, args.vocab, args.train_steps, args.data, args.seed, force=args.force,
+        format=args.format, untrained=args.untrained,
+    )  # fmt: skip
     print(path)
 
 
@@ -644,10 +646,14 @@ def add_evolution_commands(groups) -> None:
     exp.add_argument("--rank", type=positive_int, default=1, help="1 = best quality on the run's Pareto front")
     exp.add_argument("--out", required=True, help="directory for config.json and model.safetensors")
     exp.add_argument("--vocab", type=positive_int, default=256, help="vocabulary of the exported model")
-    exp.add_argument("--train-steps", type=int, default=0, help="train as a byte-level LM first (0: initial weights)")
+    exp.add_argument("--train-steps", type=int, default=0, help="train as a byte-level LM first (or --untrained)")
     exp.add_argument("--data", help="corpus for --train-steps (default: bundled corpus)")
     exp.add_argument("--seed", type=int, default=0, help="seed of the weights (and of training; default 0)")
     exp.add_argument("--force", action="store_true", help="overwrite a model already exported to --out")
+    exp.add_argument("--format", choices=["starlab", "hf"], default="starlab",
+                     help="starlab (for starlab.load) or hf (transformers; needs starlab[hf])")  # fmt: skip
+    exp.add_argument("--untrained", action="store_true",
+                     help="export the initial weights, labelled untrained (instead of --train-steps)")  # fmt: skip
     exp.set_defaults(handler=export)
 
 

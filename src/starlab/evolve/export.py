@@ -18,6 +18,9 @@ from starlab.store import load_run
 from starlab.tasks.lm import lm_task
 from starlab.train import TrainConfig, train
 
+#: what ``starlab export --format`` writes
+EXPORT_FORMATS = ("starlab", "hf")
+
 
 def export_from_run(
     directory: str | Path,
@@ -28,14 +31,28 @@ def export_from_run(
     data: str | None = None,
     seed: int = 0,
     force: bool = False,
+    format: str = "starlab",
+    untrained: bool = False,
 ) -> Path:
-    """Write ``config.json`` + ``model.safetensors`` for the ``rank``-th genome of the run's Pareto front
-    (over all its evaluations: the report's front table).
+    """Write the ``rank``-th genome of the run's Pareto front (over all its evaluations: the report's front
+    table) as a model: ``config.json`` + ``model.safetensors`` for ``starlab.load`` (``format="starlab"``), or
+    a Hugging Face directory with its modelling code and tokenizer (``format="hf"``, :mod:`starlab.hf`).
 
     Rank 1 is the best quality on the front. The model is built at the run's width; with ``train_steps`` it is
-    first trained as a byte-level language model (on ``data`` or the bundled corpus), otherwise the weights
-    are its seeded initialisation. The config records the genome, its run objectives and where it came from.
+    first trained as a byte-level language model (on ``data`` or the bundled corpus). The run keeps no weights,
+    so without training the weights are the seeded initialisation, and that must be asked for (``untrained``):
+    an export is never passed off as trained when it is not. The config records the genome, its run
+    objectives, where it came from and whether it was trained.
     """
+    if format not in EXPORT_FORMATS:
+        raise SettingError("{0} must be one of {1}, got {2!r}", Setting("format"), ", ".join(EXPORT_FORMATS), format)
+    if not train_steps and not untrained:
+        raise SettingError(
+            "the run keeps no trained weights: train the model here with {0:=}N (and {1}), or export its initial "
+            "weights with {2}", Setting("train_steps"), Setting("data"), Setting("untrained"),
+        )  # fmt: skip
+    if train_steps and untrained:
+        raise SettingError("{0} and {1} contradict each other; give one", Setting("train_steps"), Setting("untrained"))
     if isinstance(train_steps, bool) or not isinstance(train_steps, int) or train_steps < 0:
         template = "{0} must be an integer >= 0 (0: the initial weights), got {1!r}"
         raise SettingError(template, Setting("train_steps"), train_steps)
@@ -47,6 +64,9 @@ def export_from_run(
                            Setting("data"), Setting("train_steps"))  # fmt: skip
     if train_steps and vocab_size != 256:
         raise SettingError("a trained export is a byte-level language model with {0} 256, got {1}",
+                           Setting("vocab"), vocab_size)  # fmt: skip
+    if format == "hf" and vocab_size != 256:
+        raise SettingError("a Hugging Face export uses the byte-level tokenizer: {0} 256, got {1}",
                            Setting("vocab"), vocab_size)  # fmt: skip
     if not force and any((Path(out) / name).exists() for name in (CONFIG_FILE, WEIGHTS_FILE)):
         template = "{0} already holds an exported model; choose another {1} or pass {2} to overwrite it"
@@ -66,10 +86,16 @@ def export_from_run(
     else:
         model, perplexity = Backbone(genome, width, vocab_size, protocol.config), None
     objectives = {name: member[name] for name in run.config["objectives"]}
-    return save(
-        model, out, source=str(Path(directory).resolve()), rank=rank, objectives=objectives,
-        protocol=run.config["protocol"], train_steps=train_steps, perplexity=perplexity,
-    )  # fmt: skip
+    metadata = {
+        "source": str(Path(directory).resolve()), "rank": rank, "objectives": objectives,
+        "protocol": run.config["protocol"], "trained": bool(train_steps), "train_steps": train_steps,
+        "perplexity": perplexity,
+    }  # fmt: skip
+    if format == "hf":
+        from starlab.hf.export import save_hf  # needs the hf extra (transformers)
+
+        return save_hf(model, out, **metadata)
+    return save(model, out, **metadata)
 
 
 def _train_language_model(genome: Genome, width: int, liv_config: LIVConfig, steps: int, data: str | None, seed: int):
