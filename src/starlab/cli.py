@@ -10,21 +10,26 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
-from typing import NoReturn
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NoReturn
 
 from starlab import runtime
 from starlab.console import print_table, status
 from starlab.errors import SettingError
 
+if TYPE_CHECKING:  # the commands import what they run when they run it: the parser starts fast
+    from starlab.evolve import Search, SearchSummary
+    from starlab.report.live import LiveReport
+    from starlab.report.tensorboard import TensorBoardScalars
 
-def _positive(text: str, convert: type[int] | type[float], what: str) -> int | float:
+
+def _positive(text: str, convert: type[int] | type[float], what: str, zero: bool = False) -> int | float:
     try:
         value = convert(text)
     except ValueError:
-        value = 0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive {what}, got {text!r}")
+        value = -1
+    if not (0 <= value if zero else 0 < value) or not value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a {'non-negative' if zero else 'positive'} {what}, got {text!r}")
     return value
 
 
@@ -34,6 +39,10 @@ def positive_int(text: str) -> int:
 
 def positive_float(text: str) -> float:
     return _positive(text, float, "number")
+
+
+def non_negative_float(text: str) -> float:
+    return _positive(text, float, "number", zero=True)
 
 
 def micro_batch(text: str) -> int | str:
@@ -319,9 +328,12 @@ def data_prepare(args: argparse.Namespace) -> None:
 
 
 def evolve(args: argparse.Namespace) -> None:
-    """Run (or resume) a search; prints its Pareto front over all evaluations and the result in words."""
+    """Run (or resume) a search; prints its Pareto front over all evaluations and the result in words, and
+    writes its report (rewritten while it runs; see ``starlab.report.live``)."""
     from starlab.console import SearchProgress
     from starlab.evolve import Search, SearchConfig, make_executor
+    from starlab.report.live import LiveReport
+    from starlab.report.tensorboard import TensorBoardScalars
 
     config = None
     overrides = {
@@ -341,26 +353,71 @@ def evolve(args: argparse.Namespace) -> None:
             config = SearchConfig.from_file(args.config, **overrides)
         else:
             config = SearchConfig.from_preset(args.preset, **overrides)
+    directory = args.resume if resume else args.out
+    live = LiveReport(directory, args.report_every)
+    scalars = TensorBoardScalars(args.tensorboard) if args.tensorboard else None  # refused before any work
     executor = make_executor(args.executor, args.workers, args.threads, args.ray_address, args.gpus)
     progress = SearchProgress()
     try:
-        search = Search(args.resume if resume else args.out, executor, config, resume=resume, reporter=progress,
-                        device=args.device, retry_failed=args.retry_failed)  # fmt: skip
+        search = Search(directory, executor, config, resume=resume, reporter=progress, device=args.device,
+                        retry_failed=args.retry_failed, on_generation=_each_generation(live, scalars))  # fmt: skip
         if resume:
             _say_ignored(search.config.conflicts(**overrides))
-        try:
-            summary = search.run()
-        except KeyboardInterrupt:
-            raise Interrupted(f"resume with `starlab evolve --resume {search.store.directory}`") from None
-        finally:
-            search.close()
+        summary = _run(search, live, scalars)
     finally:
         progress.stop()
         executor.close()
+        if scalars is not None:
+            scalars.close()
     failed = f", {summary.failed} failed" if summary.failed else ""
     print_result(summary.directory)
     print(f"{summary.evaluations} evaluations ({summary.new_evaluations} run now{failed}) in {summary.seconds:.0f} s; "
           f"hypervolume {summary.hypervolume:.4f}; run directory {summary.directory}")  # fmt: skip
+    _final_report(live)
+
+
+def _each_generation(*hooks: Callable | None) -> Callable:
+    """One ``on_generation`` hook calling each of ``hooks`` that is given."""
+    given = [hook for hook in hooks if hook is not None]
+
+    def record(generation) -> None:
+        for hook in given:
+            hook(generation)
+
+    return record
+
+
+def _run(search: Search, live: LiveReport, scalars: TensorBoardScalars | None) -> SearchSummary:
+    """Run the search; an interrupted run's report says how to resume it, and a page this process made live
+    stops reloading when an error stops the run."""
+    try:
+        if scalars is not None:
+            scalars.open(search.store.generations())  # those stored already were written when recorded
+        return search.run()
+    except KeyboardInterrupt:
+        live.interrupted()
+        raise Interrupted(f"resume with `starlab evolve --resume {search.store.directory}`") from None
+    except Exception as error:
+        live.stopped(_said(error))
+        raise
+    finally:
+        search.close()
+
+
+def _said(error: Exception) -> str:
+    """An error as the command line says it: a ``ValueError``'s message (flags named as flags), or the type
+    and message of anything else."""
+    if isinstance(error, SettingError):
+        return error.render(flag)
+    return str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
+
+
+def _final_report(live: LiveReport) -> None:
+    """The finished run's report (the search's result stands if it cannot be written: a note, exit 0)."""
+    try:
+        print(f"report: {live.finished()}")
+    except ValueError as error:
+        print(f"starlab: note: the report was not written: {error}", file=sys.stderr)
 
 
 #: The command line shows this many genomes of a front; the report shows them all.
@@ -576,6 +633,7 @@ def add_data_commands(groups) -> None:
 def add_evolution_commands(groups) -> None:
     from starlab.assess import OBJECTIVE_PRESETS, OBJECTIVES, protocol_names
     from starlab.evolve import ALGORITHMS, EXECUTORS, SEARCH_PRESETS
+    from starlab.report.live import REPORT_EVERY_S
 
     ev = groups.add_parser("evolve", help="run or resume a STAR search")
     where = ev.add_mutually_exclusive_group(required=True)
@@ -635,6 +693,12 @@ def add_evolution_commands(groups) -> None:
     ev.add_argument("--ray-address", help="Ray cluster address (default: start Ray locally)")
     ev.add_argument("--gpus", type=float, default=0, help="GPUs per Ray task")
     ev.add_argument("--device", default="cpu", help="cpu or cuda (where each evaluation trains)")
+    ev.add_argument("--report-every", type=non_negative_float, default=REPORT_EVERY_S, metavar="SECONDS",
+                    help="rewrite DIR/report.html (which reloads itself) when a generation is recorded at least "
+                    f"this long after the last rewrite; always at the end (default {REPORT_EVERY_S:.0f}; "
+                    "0: every generation)")  # fmt: skip
+    ev.add_argument("--tensorboard", metavar="LOGDIR", help="also write per-generation scalars (hypervolume, best "
+                    "quality, front size, evaluations, ladder agreement) for TensorBoard to LOGDIR")  # fmt: skip
     ev.set_defaults(handler=evolve)
 
     rep = groups.add_parser("report", help="write report.html and figures for a run")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, as_completed
 from contextlib import ExitStack
 from pathlib import Path
@@ -72,7 +72,11 @@ class Predicted(NamedTuple):
 
 
 class Search:
-    """One run in ``directory``: create it from ``config``, or (``resume``) continue the run stored there."""
+    """One run in ``directory``: create it from ``config``, or (``resume``) continue the run stored there.
+
+    ``on_generation`` is called with each generation record once it is stored, by both loops (the synchronous
+    one, replayed generations included, and the steady state): the command line hangs the live report and
+    TensorBoard on it, since evolution does not import reporting."""
 
     def __init__(
         self,
@@ -83,6 +87,7 @@ class Search:
         reporter: Reporter | None = None,
         device: str = "cpu",
         retry_failed: bool = False,
+        on_generation: Callable[[Generation], None] | None = None,
     ) -> None:
         if retry_failed and not resume:
             raise SettingError("{0} goes with {1} (it runs a stored run's failed evaluations again)",
@@ -97,6 +102,7 @@ class Search:
             undo.pop_all()
         self.retried = self.store.remove_failed() if retry_failed else 0
         self.config, self.executor, self.reporter, self.device = config, executor, reporter, device
+        self.on_generation = on_generation
         self.rungs = config.rung_protocols()
         self.protocol, top = self.rungs[0], self.rungs[-1]
         self.width = config.width or self.protocol.width
@@ -350,6 +356,8 @@ class Search:
         self.store.add_generation(record)
         if self.reporter:
             self.reporter.generation(generation, record.front_members, record.hypervolume)
+        if self.on_generation:
+            self.on_generation(record)
         return record
 
     def close(self) -> None:

@@ -5,6 +5,10 @@ all evaluations as a table, the baselines, the figures and the settings as the r
 quality against parameters and against cache (every evaluation, the front, the baselines); hypervolume, LIV
 class shares and sharing patterns of the population per generation; diagrams of the front's genomes. Every
 table, plot and sentence reads the same front, :attr:`starlab.store.RunData.front`.
+
+Every file is written to a hidden temporary name beside it and renamed into place, so a browser reloading the
+live page of a running search (:mod:`starlab.report.live`) reads the old page or the new one, never half of one.
+The page says where the run stands (:data:`PHASES`); only a live page reloads itself.
 """
 
 from __future__ import annotations
@@ -12,10 +16,13 @@ from __future__ import annotations
 import base64
 import html
 import math
+import os
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, NamedTuple
 
 import matplotlib
 
@@ -39,7 +46,7 @@ from starlab.report.summary import (
     score_tasks,
     settings_text,
 )
-from starlab.store import RunData, load_run
+from starlab.store import RunData, RunStore, load_run
 from starlab.store.run import UNSUCCESSFUL
 
 MAX_FRONT_DIAGRAMS = 8
@@ -267,18 +274,57 @@ FIGURES = [
 
 
 def save_figure(fig: Figure, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    try:
+        return replace_atomically(path, lambda temporary: fig.savefig(temporary, dpi=DPI, format="png"))
+    finally:
+        plt.close(fig)
+
+
+def replace_atomically(path: Path, write: Callable[[Path], object]) -> Path:
+    """``write`` a hidden temporary file beside ``path``, then rename it into place (one step on every local
+    file system): a reader sees the old file or the new one, and a failed write leaves the old one."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
     return path
 
 
 # ---- the page --------------------------------------------------------------------------------------------
 
 
-def write_report(directory: str | Path) -> Path:
-    """Write the figures and ``report.html`` into the run directory; returns the HTML path."""
+#: Where a run stands when its page is written: ``live`` (a search is running and rewrites the page),
+#: ``finished``, ``interrupted`` (Ctrl-C), ``stopped`` (by an error), ``unfinished`` (none of these is known:
+#: ``starlab report`` on a run that has not finished).
+Phase = Literal["live", "finished", "interrupted", "stopped", "unfinished"]
+PHASES: tuple[Phase, ...] = ("live", "finished", "interrupted", "stopped", "unfinished")
+#: How often a live page reloads itself by default (seconds).
+REFRESH_S = 30
+
+
+class PageStatus(NamedTuple):
+    """The page's first line (where the run stands) and, for a live page only, its reload interval."""
+
+    phase: Phase
+    text: str
+    refresh: int | None = None
+
+
+def write_report(
+    directory: str | Path, phase: Phase | None = None, refresh: int = REFRESH_S, error: str | None = None
+) -> Path:
+    """Write the figures and ``report.html`` into the run directory; returns the HTML path.
+
+    ``phase`` says where the run stands (``None``: finished if the search said so, else unfinished); a live
+    page reloads itself every ``refresh`` seconds; ``error`` is what stopped a ``stopped`` run."""
     directory = Path(directory)
     run = load_run(directory)
+    if phase is None:
+        with RunStore(directory) as store:
+            phase = "finished" if store.get_meta("finished") else "unfinished"
+    status = page_status(run, directory, phase, refresh, error)
     path = directory / "report.html"
     targets = [path, *(directory / f"{spec.name}.png" for spec in FIGURES)]
     for target in targets:  # before drawing anything: a figure that cannot be written is found in a second
@@ -289,15 +335,46 @@ def write_report(directory: str | Path) -> Path:
             (save_figure(spec.draw(run), directory / f"{spec.name}.png"), spec.alt, spec.caption(run))
             for spec in FIGURES
         ]
-        path.write_text(render_html(run, figures), encoding="utf-8")
-    except OSError as error:
-        reason = getattr(error, "strerror", None) or error
+        page = render_html(run, figures, status)
+        replace_atomically(path, lambda temporary: temporary.write_text(page, encoding="utf-8"))
+    except OSError as failure:
+        reason = getattr(failure, "strerror", None) or failure
         raise ValueError(f"cannot write the report into {directory}: {reason}") from None
     return path
 
 
 def _e(value: object) -> str:
     return html.escape(str(value))
+
+
+def page_status(
+    run: RunData, directory: Path, phase: Phase, refresh: int = REFRESH_S, error: str | None = None
+) -> PageStatus:
+    """Where the run stands, in one sentence: its last recorded generation (of how many), its evaluations, and
+    what to do next; a live page also says when it was written and reloads itself every ``refresh`` s."""
+    if phase not in PHASES:
+        raise ValueError(f"unknown report phase {phase!r}; one of {', '.join(PHASES)}")
+    resume = f"resume with `starlab evolve --resume {directory}`"
+    where = _progress(run)
+    text = {
+        "live": f"Live: {where}; updated {time.strftime('%H:%M:%S')}. This page reloads itself every {refresh} s "
+        "while the search runs.",
+        "finished": f"Finished: {where}.",
+        "interrupted": f"Interrupted: {where}; {resume}.",
+        "stopped": f"Stopped by an error: {where}; the error: {str(error).rstrip('.')}. Once it is fixed, "
+        f"{resume[:-1]} --retry-failed` (which runs the failed evaluations again).",
+        "unfinished": f"Not finished: {where}. If the search is no longer running, {resume}.",
+    }[phase]
+    return PageStatus(phase, text, refresh if phase == "live" else None)
+
+
+def _progress(run: RunData) -> str:
+    """``"generation 3 of 10 recorded, 32 evaluations"`` (with a budget: ``"... 32 of 100 evaluations"``)."""
+    config, last = run.config, run.generations[-1].generation
+    of = f" of {config['generations']}" if config["generations"] is not None and not config["budget"] else ""
+    budget = f" of {config['budget']}" if config["budget"] else ""
+    count = len(run.evaluations)
+    return f"generation {last}{of} recorded, {count}{budget} evaluation{'s' * (count != 1)}"
 
 
 def _front_table(run: RunData) -> str:
@@ -388,8 +465,9 @@ def _table(heads: list[str], body: list[str], css_class: str) -> str:
     return f'<div class="scroll"><table class="{css_class}"><tr>{head}</tr>{"".join(body)}</table></div>'
 
 
-def render_html(run: RunData, figures: list[tuple[Path, str, str]]) -> str:
-    """The page: ``figures`` are (PNG path, alt text, caption), inlined as base64."""
+def render_html(run: RunData, figures: list[tuple[Path, str, str]], status: PageStatus | None = None) -> str:
+    """The page: ``figures`` are (PNG path, alt text, caption), inlined as base64; ``status`` (where the run
+    stands) opens it, and a live one makes it reload itself."""
     sentences = headlines(run)
     headline = f'<p class="context">{_e(sentences[0])}</p>' + "".join(f"<p>{_e(s)}</p>" for s in sentences[1:])
     images = "".join(
@@ -397,8 +475,10 @@ def render_html(run: RunData, figures: list[tuple[Path, str, str]]) -> str:
         f"<figcaption>{_e(caption)}</figcaption></figure>"
         for p, alt, caption in figures
     )
+    reload = f'<meta http-equiv="refresh" content="{status.refresh}">' if status and status.refresh else ""
+    state = f'<p class="state {status.phase}">{_e(status.text)}</p>' if status else ""
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>starlab search report: {_e(run.config["protocol"])}</title>
+<html lang="en"><head><meta charset="utf-8">{reload}<title>starlab search report: {_e(run.config["protocol"])}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; line-height: 1.45; }}
 .headline {{ background: #f4f6fa; border-left: 4px solid #4C72B0; padding: 0.6em 1.2em; }}
@@ -409,8 +489,12 @@ td, th {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
 th {{ background: #f4f4f4; }} td:nth-child(2), td:nth-child(3) {{ text-align: left; }}
 figure {{ margin: 1.5em 0; }} figcaption {{ font-size: 0.9em; color: #444; max-width: 900px; }}
 img {{ max-width: 100%; }} code {{ font-size: 0.85em; }} pre {{ background: #f8f8f8; padding: 0.8em; }}
+.state {{ padding: 0.4em 1em; border-left: 4px solid #C44E52; background: #fbf1f1; }}
+.state.live {{ border-color: #DD8452; background: #fdf5ee; }}
+.state.finished {{ border-color: #55A868; background: #f0f7f2; }}
 </style></head><body>
 <h1>starlab search report</h1>
+{state}
 <section class="headline"><h2>Result</h2>{headline}</section>
 <h2>Pareto front over all evaluations</h2>
 <p>The non-dominated genomes among all {len(run.successful)} successful evaluations on the run's objectives
