@@ -33,7 +33,8 @@ GENOMES = {
 }
 PROMPT, NEW = 6, 8
 
-LOAD = textwrap.dedent("""
+LOAD = (
+    textwrap.dedent("""
     import json, sys
     sys.modules["starlab"] = None  # the export must not need starlab
     import torch
@@ -59,7 +60,10 @@ LOAD = textwrap.dedent("""
     text = "naïve café — ok\\n"
     out["tokenizer"] = {"ids": tokenizer(text).input_ids, "decoded": tokenizer.decode(tokenizer(text).input_ids)}
     print(json.dumps(out))
-""").replace("PROMPT", str(PROMPT)).replace("NEW", str(NEW))
+""")
+    .replace("PROMPT", str(PROMPT))
+    .replace("NEW", str(NEW))
+)
 
 
 @pytest.fixture(scope="module")
