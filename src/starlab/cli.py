@@ -360,7 +360,8 @@ def evolve(args: argparse.Namespace) -> None:
     progress = SearchProgress()
     try:
         search = Search(directory, executor, config, resume=resume, reporter=progress, device=args.device,
-                        retry_failed=args.retry_failed, on_generation=_each_generation(live, scalars))  # fmt: skip
+                        retry_failed=args.retry_failed, on_generation=_each_generation(live, scalars),
+                        keep_weights=args.keep_weights)  # fmt: skip
         if resume:
             _say_ignored(search.config.conflicts(**overrides))
         summary = _run(search, live, scalars)
@@ -633,6 +634,7 @@ def add_data_commands(groups) -> None:
 def add_evolution_commands(groups) -> None:
     from starlab.assess import OBJECTIVE_PRESETS, OBJECTIVES, protocol_names
     from starlab.evolve import ALGORITHMS, EXECUTORS, SEARCH_PRESETS
+    from starlab.evolve.weights import KEEP_WEIGHTS
     from starlab.report.live import REPORT_EVERY_S
 
     ev = groups.add_parser("evolve", help="run or resume a STAR search")
@@ -693,6 +695,9 @@ def add_evolution_commands(groups) -> None:
     ev.add_argument("--ray-address", help="Ray cluster address (default: start Ray locally)")
     ev.add_argument("--gpus", type=float, default=0, help="GPUs per Ray task")
     ev.add_argument("--device", default="cpu", help="cpu or cuda (where each evaluation trains)")
+    ev.add_argument("--keep-weights", choices=KEEP_WEIGHTS, default="front",
+                    help="trained models kept in DIR/weights for export: of the Pareto front's genomes (default), "
+                    "of every evaluation, or none (language-model protocols only)")  # fmt: skip
     ev.add_argument("--report-every", type=non_negative_float, default=REPORT_EVERY_S, metavar="SECONDS",
                     help="rewrite DIR/report.html (which reloads itself) when a generation is recorded at least "
                     f"this long after the last rewrite; always at the end (default {REPORT_EVERY_S:.0f}; "

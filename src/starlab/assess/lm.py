@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,10 +23,12 @@ from starlab.assess.protocol import (
 from starlab.errors import Setting, SettingError
 from starlab.genome import Genome
 from starlab.model import Backbone, training_flops_per_token
+from starlab.model.checkpoint import TOKENIZER_FILE, save
 from starlab.status import Status
-from starlab.tasks.lm import lm_task, open_corpus
-from starlab.tasks.tokenizer import resolve_vocab_size
+from starlab.tasks.lm import LMTask, lm_task, open_corpus
+from starlab.tasks.tokenizer import BPETokenizer, resolve_vocab_size
 from starlab.train import Checkpointing, TrainConfig, TrainResult, train
+from starlab.train.checkpoint import FINAL
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -127,6 +130,8 @@ class LMProtocol(Protocol):
         if result.status == Status.DIVERGED:
             return Outcome(self.worst_quality, {task.name: 0.0}, Status.DIVERGED)
         perplexity = min(result.metrics["perplexity"], self.worst_quality)
+        if checkpointing is not None and checkpointing.keep_final:
+            keep_final(model, task, checkpointing.directory / FINAL, protocol=self.name, perplexity=perplexity)
         metrics = {"perplexity": perplexity, "steps": result.steps, **throughput(model, self.seq_len, result, device)}
         if result.resumed_from:
             metrics["resumed_from_step"] = result.resumed_from
@@ -135,10 +140,8 @@ class LMProtocol(Protocol):
         return Outcome(perplexity, {task.name: result.score}, Status.OK, metrics)
 
     def checkpointing(self, directory: Path) -> Checkpointing | None:
-        if self.checkpoint_every is None and self.checkpoint_minutes is None:
-            return None
         seconds = None if self.checkpoint_minutes is None else self.checkpoint_minutes * 60
-        return Checkpointing(directory, self.checkpoint_every, seconds)
+        return Checkpointing(directory, self.checkpoint_every, seconds, keep_final=True)
 
     def training(self) -> dict[str, Any]:
         corpus = self.data or ("a corpus you give (required)" if self.requires_data else "the bundled corpus")
@@ -155,6 +158,13 @@ class LMProtocol(Protocol):
             "lr": self.lr,
             "corpus": corpus,
         }
+
+
+def keep_final(model: Backbone, task: LMTask, directory: Path, **metadata: Any) -> None:
+    """The trained model as an export (``starlab.model.checkpoint``), with the BPE it was trained with."""
+    save(model, directory, trained=True, tokenizer=task.tokenizer.name, **metadata)
+    if isinstance(task.tokenizer, BPETokenizer):
+        shutil.copyfile(task.tokenizer.path, directory / TOKENIZER_FILE)
 
 
 def throughput(model: Backbone, seq_len: int, result: TrainResult, device: torch.device) -> dict[str, float]:

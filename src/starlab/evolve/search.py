@@ -44,10 +44,11 @@ from starlab.evolve.outcome import SearchSummary, check_not_all_failed
 from starlab.evolve.problem import GenomeProblem
 from starlab.evolve.steady import run_steady
 from starlab.evolve.surrogate import MIN_TRAINING, Surrogate, genome_features, screen
+from starlab.evolve.weights import check_keep_weights, evaluation_name, has_weights, keep, prune
 from starlab.genome import Genome
 from starlab.model import check_device
 from starlab.status import Status
-from starlab.store import Generation, RunLock, RunStore, StoreError, check_config_keys
+from starlab.store import Generation, RunLock, RunStore, StoreError, check_config_keys, load_run
 
 #: the run directory's folder for the checkpoints of evaluations in progress (one folder per evaluation)
 CHECKPOINTS = "checkpoints"
@@ -88,11 +89,13 @@ class Search:
         device: str = "cpu",
         retry_failed: bool = False,
         on_generation: Callable[[Generation], None] | None = None,
+        keep_weights: str = "front",
     ) -> None:
         if retry_failed and not resume:
             raise SettingError("{0} goes with {1} (it runs a stored run's failed evaluations again)",
                                Setting("retry_failed"), Setting("resume"))  # fmt: skip
         check_device(device)  # before a run directory exists: a bad device would fail every evaluation
+        self.keep_weights = check_keep_weights(keep_weights)
         with ExitStack() as undo:  # a refused run leaves the store closed and the lock free
             self.store = RunStore(directory, create=not resume)
             undo.callback(self.store.close)
@@ -171,7 +174,7 @@ class Search:
     def _checkpoints(self, genome: Genome, protocol: str) -> Path:
         """Where an evaluation checkpoints: named by what it is, so a retry of it (a Ray retry, a crashed
         worker's, or ``--resume`` after a crash) finds its checkpoints and continues from the newest."""
-        name = f"{protocol}-{genome.hash()}-seed{self.config.seed}"
+        name = evaluation_name(protocol, genome.hash(), self.config.seed)
         return (self.store.directory / CHECKPOINTS / name).resolve()
 
     def _store(self, genomes, protocol: str, future: Future, indices: list[int], results: list) -> None:
@@ -181,13 +184,16 @@ class Search:
             results[index] = evaluation
 
     def commit(self, genome: Genome, protocol: str, future: Future) -> Evaluation:
-        """Store a finished future's evaluation, then delete its checkpoints: they are needed again only if
-        it failed (``--retry-failed`` continues from them)."""
+        """Store a finished future's evaluation, keep its trained model (:mod:`starlab.evolve.weights`), then
+        delete its checkpoints: they are needed again only if it failed (``--retry-failed`` continues them)."""
         evaluation = self._finished(genome, protocol, future)
         self.store.add_evaluation(evaluation)
         self.new_evaluations += 1
         if evaluation.status != Status.FAILED:
-            shutil.rmtree(self._checkpoints(genome, protocol), ignore_errors=True)
+            checkpoints = self._checkpoints(genome, protocol)
+            if evaluation.status == Status.OK:
+                keep(self.store.directory, checkpoints, self.keep_weights)
+            shutil.rmtree(checkpoints, ignore_errors=True)
         if self.reporter:
             self.reporter.evaluated(evaluation, replayed=False)
         return evaluation
@@ -354,6 +360,8 @@ class Search:
         ]
         record = Generation(generation, members, pareto_front(values), self.objectives.hypervolume(values), stats)
         self.store.add_generation(record)
+        if self.keep_weights == "front" and has_weights(self.store.directory):
+            prune(self.store.directory, (member["hash"] for member in load_run(self.store.directory).front))
         if self.reporter:
             self.reporter.generation(generation, record.front_members, record.hypervolume)
         if self.on_generation:

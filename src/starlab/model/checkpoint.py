@@ -30,6 +30,8 @@ from starlab.model.memory import check_device, check_model_fits
 from starlab.model.validation import liv_config_rules, show
 
 CONFIG_FILE, WEIGHTS_FILE, FORMAT, VERSION = "config.json", "model.safetensors", "starlab-model", 1
+#: the ``tokenizers`` file beside a model trained with a BPE (absent for bytes)
+TOKENIZER_FILE = "tokenizer.json"
 #: the keys of a version-1 config, all required, no others
 KEYS = ("format", "version", "genome", "width", "vocab_size", "tie_embeddings", "max_positions", "liv_config",
         "metadata")  # fmt: skip

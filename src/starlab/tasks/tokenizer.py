@@ -53,6 +53,7 @@ class BPETokenizer:
     name = "bpe"
 
     def __init__(self, path: Path) -> None:
+        self.path = Path(path)  # its file, which an export of a model trained with it ships
         self._tokenizer = optional_import("tokenizers", "the bpe tokenizer", "bpe").Tokenizer.from_file(str(path))
         self.vocab_size = self._tokenizer.get_vocab_size()
         self._dtype = token_dtype(self.vocab_size)

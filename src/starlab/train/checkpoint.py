@@ -25,13 +25,22 @@ from torch import nn
 LATEST = "latest.json"
 
 
+#: the folder of a run's directory that holds its final model (``keep_final``)
+FINAL = "final"
+
+
 @dataclass(frozen=True)
 class Checkpointing:
-    """Where and how often a run checkpoints: every ``every_steps`` steps and/or ``every_seconds`` seconds."""
+    """Where and how often a run checkpoints: every ``every_steps`` steps and/or ``every_seconds`` seconds.
+
+    ``keep_final``: the protocol also writes the trained model into ``directory / FINAL`` (an export a search
+    keeps for the genomes on its front, so that ``starlab export`` gives trained weights).
+    """
 
     directory: Path
     every_steps: int | None = None
     every_seconds: float | None = None
+    keep_final: bool = False
 
     def __post_init__(self) -> None:
         if self.every_steps is not None and (isinstance(self.every_steps, bool) or self.every_steps < 1):
