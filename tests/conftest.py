@@ -1,8 +1,10 @@
 """Test-suite settings, and the hypothesis strategies several test files share.
 
 Hypothesis runs without wall-clock deadlines (shared CI machines are noisy). Test files import the shared
-strategies with ``from conftest import ...``.
+strategies and helpers (``wait_for``) with ``from conftest import ...``.
 """
+
+import time
 
 import numpy as np
 from hypothesis import HealthCheck, settings
@@ -48,3 +50,13 @@ def relabel(genome: Genome, seed: int) -> Genome:
         for s in genome.slots
     ]
     return Genome.from_slots(slots)
+
+
+def wait_for(condition, what: str, timeout_s: float = 60):
+    """Poll ``condition`` every 5 ms until it holds; fail the test after ``timeout_s`` seconds."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if condition():
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"timed out waiting for {what}")

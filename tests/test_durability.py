@@ -18,6 +18,7 @@ from collections import Counter
 
 import pytest
 
+from conftest import wait_for
 from starlab.evolve import Search, SearchConfig, make_executor
 from starlab.evolve.executors import EvalJob, ProcessExecutor, WorkerCrashed
 from starlab.genome import Genome, random_genome
@@ -247,15 +248,6 @@ def test_sigkill_and_resume_of_a_surrogate_ladder_search_ends_as_the_uninterrupt
 # ---- a retried evaluation continues from its checkpoint -------------------------------------------------
 
 LM_SETTINGS = {"steps": 120, "checkpoint_every": 20, "checkpoint_minutes": None}
-
-
-def wait_for(condition, what: str, timeout_s: float = 60):
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if condition():
-            return
-        time.sleep(0.005)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_crashed_workers_language_model_evaluation_continues_from_its_checkpoint_bit_identical(tmp_path):

@@ -12,12 +12,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import wait_for
 from starlab.evolve.executors import EvalJob, run_job
 from starlab.genome import Genome
 from starlab.store import RunStore
@@ -46,15 +46,6 @@ def kill_tree(pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
     for child in children:
         kill_tree(int(child))
-
-
-def wait_for(condition, what: str, timeout_s: float = 120):
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if condition():
-            return
-        time.sleep(0.005)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -88,7 +79,7 @@ def test_a_search_on_two_ray_nodes_survives_losing_one_mid_evaluation(tmp_path, 
     argv = [sys.executable, "-m", "starlab.cli", "evolve", *SEARCH, "--executor", "ray", "--ray-address", address,
             "--threads", "1", "--out", str(run)]  # fmt: skip
     search = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    wait_for(lambda: checkpointed(run) >= 2, "both nodes to checkpoint an evaluation")  # one per node, 1 CPU each
+    wait_for(lambda: checkpointed(run) >= 2, "both nodes to checkpoint", timeout_s=120)  # one per node, 1 CPU each
     kill_tree(second)
     output, _ = search.communicate(timeout=240)
     assert search.returncode == 0, output
