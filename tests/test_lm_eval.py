@@ -48,3 +48,13 @@ def test_lm_eval_scores_an_export_and_the_trained_one_scores_higher(tmp_path, ca
     assert all(isinstance(s, float) and math.isfinite(s) for s in scores.values())
     assert scores["trained"] > scores["untrained"] + 0.1, scores
     assert os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+def test_python_m_evaltask_writes_the_task_where_asked(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "starlab.hf.evaltask", str(tmp_path / "tasks")], capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    path = tmp_path / "tasks" / f"{TASK}.yaml"
+    assert done.stdout.strip() == str(path) and str(DATA) in path.read_text()

@@ -64,8 +64,3 @@ def write_task(directory: str | Path) -> Path:
     path.write_text(YAML.format(task=TASK, data=json.dumps(str(DATA))))
     return path
 
-
-if __name__ == "__main__":  # python -m starlab.hf.evaltask DIR: the task for lm_eval --include_path DIR
-    import sys
-
-    print(write_task(sys.argv[1] if len(sys.argv) > 1 else "."))
