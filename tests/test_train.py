@@ -123,13 +123,13 @@ def test_losses_reach_the_host_in_bursts_yet_every_step_is_reported_with_its_own
 
 
 def test_a_compiled_run_trains_through_the_compiled_module_and_matches_the_eager_run(monkeypatch):
-    """``compile=True`` trains via ``torch.compile(model)``; the debugging backend keeps the test fast (the
+    """``compile=True`` trains via ``torch.compile(model)``; the eager backend (tracing only) keeps the test fast (the
     C++ backend compiles the same graph, in about 30 s)."""
     compiled, compile = [], torch.compile
 
     def compile_for_test(module):
         compiled.append(module)
-        return compile(module, backend="aot_eager")
+        return compile(module, backend="eager")
 
     monkeypatch.setattr("starlab.train.trainer.torch.compile", compile_for_test)
     config = dataclasses.replace(FAST, max_steps=10, eval_every=None)
