@@ -63,4 +63,3 @@ def write_task(directory: str | Path) -> Path:
     path = directory / f"{TASK}.yaml"
     path.write_text(YAML.format(task=TASK, data=json.dumps(str(DATA))))
     return path
-
