@@ -47,3 +47,19 @@ def test_lm_run_directories_refuse_what_does_not_make_sense(tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, (argv, err)
     assert not (tmp_path / "bad").exists()  # refused before the directory is made
+
+
+def test_flags_given_with_resume_that_differ_from_the_run_are_named_and_ignored(tmp_path, capsys):
+    directory = tmp_path / "run"
+    assert main(["lm", "mamba", "--protocol", "lm-tiny", "--steps", "3", "--micro-batch", "auto", "--json",
+                 "--out", str(directory)]) == 0  # fmt: skip
+    first = json.loads(capsys.readouterr().out)
+    again = ["lm", "--resume", str(directory), "--json", "--micro-batch", "auto", "--protocol", "lm-tiny"]
+    assert main(again) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out) == first and err == ""  # the same settings as stored: nothing to say
+    assert main([*again, "--steps", "7", "--seed", "5"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["steps"] == 3  # the stored run, as it was
+    assert err.strip() == ("starlab: note: resuming with the run's stored settings, ignoring --seed 5 (the run's: "
+                           "0); --steps 7 (the run's: 3)")  # fmt: skip

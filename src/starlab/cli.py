@@ -225,6 +225,7 @@ def lm(args: argparse.Namespace) -> None:
         if args.genome is not None:
             raise ValueError(f"--resume continues the genome stored in {args.resume}: give no genome")
         command = lm_run.read(directory)
+        _say_ignored(_lm_flags_on_resume(args, command))
     else:
         command = _lm_command(args)
         if directory is not None:
@@ -237,6 +238,20 @@ def lm(args: argparse.Namespace) -> None:
     speed = f"; {report['tokens_per_s']:,.0f} tokens/s, MFU {report['mfu']:.1%}" if "mfu" in report else ""
     print(f"{report['genome']}: validation perplexity {report['perplexity']:.3f} ({report['status']}); "
           f"params {report['params']:,}; {report['seconds']:.1f} s{speed}")  # fmt: skip
+
+
+def _lm_flags_on_resume(args: argparse.Namespace, command) -> dict:
+    """The flags given with ``lm --resume`` that differ from the stored run's (which it continues as it was)."""
+    defaults = build_parser().parse_args(["lm", "--resume", args.resume])
+    stored = {"protocol": command.protocol, "data": command.data, "width": command.width, "seed": command.seed,
+              "device": command.device, "checkpoint_every": command.checkpoint_every,
+              "checkpoint_minutes": command.checkpoint_minutes, **command.settings}  # fmt: skip
+    names = ("protocol", "data", "width", "seed", "device", "checkpoint_every", "checkpoint_minutes", "steps",
+             "seq_len", "micro_batch", "compile", "tokenizer", "vocab_size")  # fmt: skip
+    given = {name: getattr(args, name) for name in names if getattr(args, name) != getattr(defaults, name)}
+    if given.get("micro_batch") == "auto" and command.settings.get("fit_micro_batch"):
+        del given["micro_batch"]  # stored as fit_micro_batch
+    return {name: (value, stored.get(name)) for name, value in given.items() if value != stored.get(name)}
 
 
 def _lm_command(args: argparse.Namespace):
