@@ -6,6 +6,7 @@ import sys
 from statistics import mean
 
 import pytest
+import torch
 
 from starlab.assess import (
     CACHE_LENGTH,
@@ -79,6 +80,23 @@ def test_lm_micro_batch_auto_lets_the_trainer_fit_the_micro_batch(monkeypatch, c
                          "--micro-batch", "auto")  # fmt: skip
     assert code == 0 and configs[0].fit_micro_batch and configs[0].micro_batch is None
     assert get_protocol("lm-paper").fit_micro_batch  # 64 x 4096 tokens fit no GPU in one pass at width 768
+
+
+def test_lm_embedding_only_trains_the_embeddings_and_leaves_every_liv_as_initialised(monkeypatch, capsys):
+    import starlab.assess.lm as lm_module
+
+    seen, train = {}, lm_module.train
+
+    def spy(model, task, config, *args, **kwargs):
+        seen["model"], seen["before"] = model, {n: p.detach().clone() for n, p in model.livs.named_parameters()}
+        return train(model, task, config, *args, **kwargs)
+
+    monkeypatch.setattr(lm_module, "train", spy)
+    code, out, _ = run_cli(capsys, "lm", "gconv", "--depth", "2", "--protocol", "lm-tiny", "--embedding-only", "--json")
+    model = seen["model"]
+    assert code == 0 and json.loads(out)["perplexity"] < 0.8 * 256  # the embeddings learned byte statistics
+    assert model.head is not None and model.head.weight.requires_grad and model.embed.weight.requires_grad
+    assert all(torch.equal(p, seen["before"][n]) and not p.requires_grad for n, p in model.livs.named_parameters())
 
 
 def test_micro_batches_give_the_language_model_of_the_whole_batch():

@@ -247,7 +247,7 @@ def _lm_flags_on_resume(args: argparse.Namespace, command) -> dict:
               "device": command.device, "checkpoint_every": command.checkpoint_every,
               "checkpoint_minutes": command.checkpoint_minutes, **command.settings}  # fmt: skip
     names = ("protocol", "data", "width", "seed", "device", "checkpoint_every", "checkpoint_minutes", "steps",
-             "seq_len", "micro_batch", "compile", "tokenizer", "vocab_size")  # fmt: skip
+             "seq_len", "micro_batch", "compile", "embedding_only", "tokenizer", "vocab_size")  # fmt: skip
     given = {name: getattr(args, name) for name in names if getattr(args, name) != getattr(defaults, name)}
     if given.get("micro_batch") == "auto" and command.settings.get("fit_micro_batch"):
         del given["micro_batch"]  # stored as fit_micro_batch
@@ -265,7 +265,8 @@ def _lm_command(args: argparse.Namespace):
         raise ValueError("--checkpoint-every and --checkpoint-minutes need --out DIR, where the checkpoints go")
     fit = args.micro_batch == "auto"
     given = (("steps", args.steps), ("seq_len", args.seq_len), ("micro_batch", None if fit else args.micro_batch),
-             ("fit_micro_batch", fit or None), ("compile", args.compile or None))  # fmt: skip
+             ("fit_micro_batch", fit or None), ("compile", args.compile or None),
+             ("embedding_only", args.embedding_only or None))  # fmt: skip
     changes = {k: v for k, v in given if v is not None}
     if args.tokenizer:
         changes.update(tokenizer=args.tokenizer, vocab_size=DEFAULT_BPE_VOCAB if args.tokenizer == "bpe" else None)
@@ -614,6 +615,8 @@ def add_assessment_commands(groups, genome_help: str) -> None:
                            help="sequences per forward/backward pass, gradients accumulated over the batch "
                            "(a divisor of the protocol's batch size; auto: the largest the device holds; "
                            "default: the whole batch at once)")  # fmt: skip
+    lm_parser.add_argument("--embedding-only", action="store_true",
+                           help="train only the embedding and unembedding (random-transformer setting)")  # fmt: skip
     lm_parser.add_argument("--compile", action="store_true",
                            help="train through torch.compile (for long GPU runs; compiling takes a while)")  # fmt: skip
     lm_parser.set_defaults(handler=lm)

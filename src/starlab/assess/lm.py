@@ -54,6 +54,9 @@ class LMProtocol(Protocol):
     micro_batch: int | None = None
     #: on running out of device memory, lower the micro-batch to the next divisor of the batch and redo the step
     fit_micro_batch: bool = False
+    #: train only the token embedding and an untied unembedding; every LIV and norm keeps its random
+    #: initialisation (the random-transformer setting of Zhong & Andreas, on language modelling)
+    embedding_only: bool = False
     #: train through ``torch.compile`` (worth it for long GPU runs; compiling costs tens of seconds)
     compile: bool = False
     #: in a search, checkpoint every this many steps and/or minutes, so that a retried evaluation continues
@@ -117,7 +120,9 @@ class LMProtocol(Protocol):
             progress(f"{self.steps} steps of {self.batch_size} x {self.seq_len} tokens")
         task = lm_task(self.data, self.seq_len, self.tokenizer, self.vocab_size, max_eval_tokens=self.max_eval_tokens)
         torch.manual_seed(seed)
-        model = Backbone(genome, width, task.vocab_size, self.config)
+        model = Backbone(genome, width, task.vocab_size, self.config, tie_embeddings=not self.embedding_only)
+        if self.embedding_only:
+            model.freeze_all_but_embeddings()
         config = TrainConfig(
             lr=self.lr, max_steps=self.steps, batch_size=self.batch_size, micro_batch=self.micro_batch, seed=seed,
             fit_micro_batch=self.fit_micro_batch,
@@ -148,7 +153,8 @@ class LMProtocol(Protocol):
         vocab = self.vocab_size or 256
         return {
             "summary": f"{self.steps} steps of {self.batch_size} x {self.seq_len} tokens ({self.tokenizer}, "
-            f"vocabulary {vocab}) on {corpus}",
+            f"vocabulary {vocab}) on {corpus}{', embeddings only' if self.embedding_only else ''}",
+            "embedding_only": self.embedding_only,
             "steps": self.steps,
             "batch_size": self.batch_size,
             "seq_len": self.seq_len,
