@@ -185,6 +185,24 @@ def test_algo_command_embedding_only_trains_exactly_the_embeddings(capsys):
     assert 0 <= report["score"] <= 1
 
 
+@pytest.mark.parametrize(("size", "depth"), [("cpu", 4), ("paper", 6)])
+def test_algo_builds_a_preset_with_the_blocks_its_budget_was_chosen_for(monkeypatch, size, depth):
+    """The circuit student at paper size has the budget's 3 blocks (6 slots), not the commands' default 4."""
+    import starlab.cli as cli
+
+    class Built(Exception):
+        pass
+
+    def build_only(args, protocol, doing):
+        raise Built(cli._genome_arg(args))
+
+    monkeypatch.setattr(cli, "_assess", build_only)
+    with pytest.raises(Built) as built:
+        main(["algo", "transformer++", "--task", "circuit-imitation", "--size", size])
+    budget = get_protocol("algo-circuit").with_settings(size=size).budget
+    assert len(built.value.args[0].slots) == depth == 2 * budget.layers
+
+
 def test_algo_command_is_the_algorithmic_protocol_and_it_learns(capsys):
     argv = ["algo", "transformer++", "--depth", "2", "--task", "parentheses", "--width", "32", "--json"]
     learned = json.loads(run_cli(capsys, *argv, "--steps", "80")[1])

@@ -195,6 +195,7 @@ def algo(args: argparse.Namespace) -> None:
         size=args.size, embedding_only=args.embedding_only, positions=not args.no_positions, steps=args.steps
     )
     mode = "embedding-only" if args.embedding_only else "full"
+    args.default_depth = 2 * protocol.budget.layers  # a preset has the depth its budget was chosen for
     result = _assess(args, protocol, f"training ({args.task}, {mode})")
     metrics = result.metrics
     report = {
@@ -547,9 +548,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_genome_arguments(parser: argparse.ArgumentParser, genome_help: str, depth: int, optional=False) -> None:
+def add_genome_arguments(
+    parser: argparse.ArgumentParser, genome_help: str, depth: int, optional=False, depth_help: str | None = None
+) -> None:
     parser.add_argument("genome", help=genome_help, **({"nargs": "?"} if optional else {}))
-    parser.add_argument("--depth", type=positive_int, default=None, help=f"depth of a preset (default {depth})")
+    depth_help = f"depth of a preset (default {depth_help or depth})"
+    parser.add_argument("--depth", type=positive_int, default=None, help=depth_help)
     parser.add_argument("--repair", action="store_true", help=REPAIR_HELP)
     parser.add_argument("--width", type=positive_int, help="model width (default: the protocol's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation and data order (default 0)")
@@ -576,7 +580,7 @@ def add_assessment_commands(groups, genome_help: str) -> None:
     mad_parser.set_defaults(handler=mad)
 
     algo_parser = groups.add_parser("algo", help="train a genome on an algorithmic task (random transformers)")
-    add_genome_arguments(algo_parser, genome_help, 4)
+    add_genome_arguments(algo_parser, genome_help, 4, depth_help="two slots per block of the task's budget")
     algo_parser.add_argument("--task", required=True, choices=list(ALGORITHMIC_TASKS), help="the algorithmic task")
     algo_parser.add_argument(
         "--size", default="cpu", choices=["cpu", "paper"], help="task size: cpu (minutes) or the paper's (default cpu)"
