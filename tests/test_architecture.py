@@ -21,7 +21,7 @@ RANK = {
     "tasks": 3, "model": 3,
     "genome": 2,
     "liv": 1,
-    "status": 0, "errors": 0, "runtime": 0,  # leaves: the shared vocabulary and process settings
+    "status": 0, "errors": 0, "runtime": 0, "files": 0,  # leaves: the shared vocabulary and process settings
 }  # fmt: skip
 
 

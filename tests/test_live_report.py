@@ -13,9 +13,10 @@ import pytest
 from starlab.assess import SyntheticProtocol, register_protocol, unregister_protocol
 from starlab.cli import main
 from starlab.evolve import Search, SearchConfig, make_executor
+from starlab.files import replace_atomically
 from starlab.report import report as report_module
 from starlab.report.live import LiveReport
-from starlab.report.report import FIGURES, replace_atomically, write_report
+from starlab.report.report import FIGURES, write_report
 from starlab.report.tensorboard import INSTALL_HINT, TensorBoardScalars, scalars
 from starlab.store import Generation, RunStore
 

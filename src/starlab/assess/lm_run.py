@@ -16,9 +16,9 @@ from typing import Any
 
 from starlab.assess.assessment import assess
 from starlab.assess.protocol import Progress, get_protocol
+from starlab.files import write_text_atomically
 from starlab.genome import Genome
 from starlab.train import Checkpointing, clear_checkpoints
-from starlab.train.checkpoint import write_atomically
 
 COMMAND, RESULT, CHECKPOINTS = "command.json", "result.json", "checkpoints"
 
@@ -41,7 +41,7 @@ def start(directory: Path, command: LMCommand) -> None:
     if (directory / COMMAND).exists():
         raise ValueError(f"{directory} holds an lm run already: continue it with --resume {directory}")
     directory.mkdir(parents=True, exist_ok=True)
-    write_atomically(directory / COMMAND, json.dumps(asdict(command), indent=2))
+    write_text_atomically(directory / COMMAND, json.dumps(asdict(command), indent=2))
 
 
 def read(directory: Path) -> LMCommand:
@@ -71,6 +71,6 @@ def run(directory: Path | None, command: LMCommand, progress: Progress | None = 
         "width": result.width, **result.metrics,
     }  # fmt: skip
     if directory is not None:
-        write_atomically(directory / RESULT, json.dumps(report, indent=2))
+        write_text_atomically(directory / RESULT, json.dumps(report, indent=2))
         clear_checkpoints(directory / CHECKPOINTS)
     return report

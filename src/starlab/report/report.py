@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import html
 import math
-import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from starlab.assess import CACHE_LENGTH, pareto_front
+from starlab.files import replace_atomically, write_text_atomically
 from starlab.genome import Genome
 from starlab.liv import classes, get_class
 from starlab.report.diagram import draw_genome, legend_handles
@@ -280,18 +280,6 @@ def save_figure(fig: Figure, path: Path) -> Path:
         plt.close(fig)
 
 
-def replace_atomically(path: Path, write: Callable[[Path], object]) -> Path:
-    """``write`` a hidden temporary file beside ``path``, then rename it into place (one step on every local
-    file system): a reader sees the old file or the new one, and a failed write leaves the old one."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
-
-
 # ---- the page --------------------------------------------------------------------------------------------
 
 
@@ -336,7 +324,7 @@ def write_report(
             for spec in FIGURES
         ]
         page = render_html(run, figures, status)
-        replace_atomically(path, lambda temporary: temporary.write_text(page, encoding="utf-8"))
+        write_text_atomically(path, page)
     except OSError as failure:
         reason = getattr(failure, "strerror", None) or failure
         raise ValueError(f"cannot write the report into {directory}: {reason}") from None

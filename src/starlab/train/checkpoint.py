@@ -12,15 +12,15 @@ replays any task's stream exactly and costs little next to training on them.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
+
+from starlab.files import write_text_atomically
 
 LATEST = "latest.json"
 
@@ -83,7 +83,7 @@ def save_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Op
     (partial / "state.json").write_text(json.dumps(meta))
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
-    write_atomically(directory / LATEST, json.dumps({"checkpoint": name}))
+    write_text_atomically(directory / LATEST, json.dumps({"checkpoint": name}))
     for old in directory.glob("step-*"):
         if old.name != name:
             shutil.rmtree(old, ignore_errors=True)
@@ -120,10 +120,3 @@ def clear_checkpoints(directory: Path) -> None:
     (directory / LATEST).unlink(missing_ok=True)
     for old in directory.glob("step-*"):
         shutil.rmtree(old, ignore_errors=True)
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` next to ``path`` and rename it into place: readers see the old file or the new one."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}")
-    temporary.write_text(text)
-    temporary.replace(path)
