@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,7 +22,7 @@ from starlab.assess.protocol import (
 from starlab.errors import Setting, SettingError
 from starlab.genome import Genome
 from starlab.model import Backbone, training_flops_per_token
-from starlab.model.checkpoint import TOKENIZER_FILE, save
+from starlab.model.checkpoint import save
 from starlab.status import Status
 from starlab.tasks.lm import LMTask, lm_task, open_corpus
 from starlab.tasks.tokenizer import BPETokenizer, resolve_vocab_size
@@ -168,9 +167,8 @@ class LMProtocol(Protocol):
 
 def keep_final(model: Backbone, task: LMTask, directory: Path, **metadata: Any) -> None:
     """The trained model as an export (``starlab.model.checkpoint``), with the BPE it was trained with."""
-    save(model, directory, trained=True, tokenizer=task.tokenizer.name, **metadata)
-    if isinstance(task.tokenizer, BPETokenizer):
-        shutil.copyfile(task.tokenizer.path, directory / TOKENIZER_FILE)
+    bpe = task.tokenizer.path if isinstance(task.tokenizer, BPETokenizer) else None
+    save(model, directory, tokenizer_file=bpe, trained=True, tokenizer=task.tokenizer.name, **metadata)
 
 
 def throughput(model: Backbone, seq_len: int, result: TrainResult, device: torch.device) -> dict[str, float]:

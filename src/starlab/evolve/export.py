@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 
 import torch
@@ -66,10 +65,7 @@ def export_from_run(
         from starlab.hf.export import save_hf  # needs the hf extra (transformers)
 
         return save_hf(model, out, tokenizer_file=tokenizer, **metadata)
-    saved = save(model, out, **metadata)
-    if tokenizer is not None:
-        shutil.copyfile(tokenizer, saved / TOKENIZER_FILE)
-    return saved
+    return save(model, out, tokenizer_file=tokenizer, **metadata)
 
 
 def _check_arguments(

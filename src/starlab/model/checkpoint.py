@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,9 @@ MAX_CONFIG_BYTES = 16 * 2**20
 FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
 
 
-def save(model: Backbone, directory: str | Path, **metadata) -> Path:
-    """Write ``config.json`` and ``model.safetensors`` into ``directory``; ``metadata`` goes into the config.
+def save(model: Backbone, directory: str | Path, tokenizer_file: Path | None = None, **metadata) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` into ``directory``; ``metadata`` goes into the config;
+    ``tokenizer_file`` (the BPE the model was trained with, if any) is copied beside them as ``tokenizer.json``.
 
     Refuses (``ValueError``, nothing written) metadata that is not strict JSON and weights that are not
     finite. Both files are written next to their final names and then renamed into place.
@@ -82,6 +84,8 @@ def save(model: Backbone, directory: str | Path, **metadata) -> Path:
             config_tmp.write_text(text + "\n", encoding="utf-8")
             os.replace(weights_tmp, directory / WEIGHTS_FILE)
             os.replace(config_tmp, directory / CONFIG_FILE)
+            if tokenizer_file is not None:
+                shutil.copyfile(tokenizer_file, directory / TOKENIZER_FILE)
         finally:
             for tmp in (weights_tmp, config_tmp):
                 tmp.unlink(missing_ok=True)
