@@ -27,10 +27,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from starlab.genome.backbone import BackboneGenes
 from starlab.liv.pool import class_ids, get_class
 
 FIELDS = ("class", "featurizer_group", "featurizer_strategy", "feature_group", "feature_strategy")
 NO_SHARING, SHARING = 1, 2
+DEFAULT_BACKBONE = BackboneGenes()
 STRATEGIES = (NO_SHARING, SHARING)
 JSON_FORMAT = "starlab-genome"
 #: The deepest backbone a genome describes. Ten times the paper's deepest (24 slots) and beyond what any
@@ -67,13 +69,19 @@ def _check_value(slot: int, field: str, value: Any, low: int, high: int) -> int:
 
 @dataclass(frozen=True)
 class Genome:
-    """An immutable backbone genome. Construct through :meth:`from_slots`, :meth:`parse` or :meth:`from_json`."""
+    """An immutable backbone genome. Construct through :meth:`from_slots`, :meth:`parse` or :meth:`from_json`.
+
+    ``backbone`` holds the block-structure genes (:mod:`starlab.genome.backbone`); the default is STAR's.
+    """
 
     slots: tuple[Slot, ...]
+    backbone: BackboneGenes = DEFAULT_BACKBONE
 
     # ---- construction ---------------------------------------------------------------------------------
     @classmethod
-    def from_slots(cls, slots: Iterable[Sequence[int]], repair: bool = False) -> Genome:
+    def from_slots(
+        cls, slots: Iterable[Sequence[int]], repair: bool = False, backbone: Sequence[int] = DEFAULT_BACKBONE
+    ) -> Genome:
         """Check ranges (and, unless ``repair``, sharing compatibility) of a list of 5-integer slots."""
         raw = list(slots)
         if not 1 <= len(raw) <= MAX_SLOTS:
@@ -85,14 +93,19 @@ class Genome:
                 raise ValueError(f"slot {index}: expected 5 integers ({', '.join(FIELDS)}), got {values!r}")
             genes = (_check_value(index, f, v, lo, hi) for f, v, (lo, hi) in zip(FIELDS, values, ranges, strict=True))
             checked.append(Slot(*genes))
-        genome = cls(tuple(checked))
+        genome = cls(tuple(checked), BackboneGenes.checked(backbone))
         return genome.repair() if repair else genome.validate()
 
     @classmethod
     def parse(cls, text: str, repair: bool = False) -> Genome:
-        """Parse the text form: slots joined by ``-``, each five digits or five comma-separated integers."""
+        """Parse the text form: slots joined by ``-``, each five digits or five comma-separated integers, after
+        an optional backbone-gene prefix (``b212:``)."""
         if not isinstance(text, str) or not text.strip():
             raise ValueError("genome text is empty; expected slots like 11111-91111")
+        text, backbone = text.strip(), DEFAULT_BACKBONE
+        if ":" in text:
+            prefix, text = text.split(":", 1)
+            backbone = BackboneGenes.parse(prefix.strip())
         slots = []
         for index, part in enumerate(text.strip().split("-"), start=1):
             part = part.strip()
@@ -105,7 +118,7 @@ class Genome:
             if len(items) != 5 or not all(i.isascii() and i.isdigit() for i in items):
                 raise ValueError(f"slot {index}: expected 5 digits or 5 comma-separated integers, got {part!r}")
             slots.append([int(i) for i in items])
-        return cls.from_slots(slots, repair=repair)
+        return cls.from_slots(slots, repair=repair, backbone=backbone)
 
     @classmethod
     def from_json(cls, document: str | dict | list, repair: bool = False) -> Genome:
@@ -123,12 +136,17 @@ class Genome:
             fmt = document.get("format", JSON_FORMAT)
             if fmt != JSON_FORMAT:
                 raise ValueError(f"genome JSON 'format' must be {JSON_FORMAT!r}, got {fmt!r}")
+            backbone = document.get("backbone", DEFAULT_BACKBONE)
+            if not isinstance(backbone, list | tuple):
+                raise ValueError(f"genome JSON 'backbone' must be a list of 3 integers, got {backbone!r}")
             document = document["slots"]
+        else:
+            backbone = DEFAULT_BACKBONE
         if not isinstance(document, list):
             raise ValueError(
                 f"genome JSON must be an object with 'slots' or a list of slots, got {type(document).__name__}"
             )
-        return cls.from_slots(document, repair=repair)
+        return cls.from_slots(document, repair=repair, backbone=backbone)
 
     # ---- forms ----------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -138,14 +156,17 @@ class Genome:
         return self.text()
 
     def text(self) -> str:
-        return "-".join(slot.text() for slot in self.slots)
+        slots = "-".join(slot.text() for slot in self.slots)
+        return slots if self.backbone.is_default else f"{self.backbone.text()}:{slots}"
 
     def to_json(self, **metadata: Any) -> dict:
+        backbone = {} if self.backbone.is_default else {"backbone": list(self.backbone)}
         return {
             "format": JSON_FORMAT,
             "version": 1,
             "text": self.text(),
             "slots": [list(s) for s in self.slots],
+            **backbone,
             **metadata,
         }
 
@@ -176,7 +197,7 @@ class Genome:
             for index, leader in enumerate(sharing.leaders(slots)):
                 if slots[index][sharing.strategy] == SHARING and leader is None:
                     slots[index] = slots[index]._replace(**{Slot._fields[sharing.strategy]: NO_SHARING})
-        return Genome(tuple(slots))
+        return Genome(tuple(slots), self.backbone)
 
     def canonical(self) -> Genome:
         """Repaired, no-op sharing dropped, group ids 1 for non-sharing slots and by first appearance otherwise."""
@@ -193,7 +214,8 @@ class Genome:
             tuple(
                 Slot(s.cls, fg, fs, gg, gs)
                 for s, (fg, fs), (gg, gs) in zip(repaired.slots, fields[0], fields[1], strict=True)
-            )
+            ),
+            self.backbone,
         )
 
     def hash(self) -> str:
