@@ -2,6 +2,7 @@
 
 Featurizer: linear projections, optionally followed by a causal depthwise short convolution (SA-2); RoPE on
 queries and keys; ``kv_repeat`` query heads per key/value head (grouped-query attention, SA-3/SA-4).
+GPT-2's attention is the same class with ``LIVConfig(bias=True, rope=False, heads=4)``.
 Cached side: keys (after RoPE) and values. Own side: queries.
 """
 
@@ -12,7 +13,7 @@ from torch import Tensor, nn
 
 from starlab.liv import ops
 from starlab.liv.base import FeaturizedLIV, State
-from starlab.liv.config import LIVConfig, split_heads
+from starlab.liv.config import LIVConfig, add_bias, split_heads
 from starlab.liv.pool import LIVClass
 from starlab.liv.shortconv import conv_weight, conv_window, conv_window_values, maybe_conv, maybe_conv_step
 
@@ -20,8 +21,14 @@ from starlab.liv.shortconv import conv_weight, conv_window, conv_window_values, 
 def attention_shape(spec: LIVClass, width: int, config: LIVConfig) -> tuple[int, int, int]:
     """(query heads, key/value heads, head dim) for this class at this width."""
     repeat = spec.settings.get("kv_repeat", 1)
-    heads, head_dim = split_heads(width, config.head_dim, multiple=repeat)
-    return heads, heads // repeat, head_dim
+    if config.heads is None:
+        heads, head_dim = split_heads(width, config.head_dim, multiple=repeat)
+        return heads, heads // repeat, head_dim
+    heads = config.heads + (-config.heads) % repeat  # grouped-query classes: a multiple of their groups
+    if width % heads or (config.rope and (width // heads) % 2):
+        sizes = "even-sized heads (RoPE rotates channel pairs)" if config.rope else "equal heads"
+        raise ValueError(f"config.heads={config.heads} cannot split width {width} into {heads} {sizes} ({spec.name})")
+    return heads, heads // repeat, width // heads
 
 
 class AttentionFeaturizer(nn.Module):
@@ -31,9 +38,9 @@ class AttentionFeaturizer(nn.Module):
         super().__init__()
         _, kv_heads, head_dim = attention_shape(spec, width, config)
         conv = spec.settings.get("qkv_conv", 0)
-        self.q_proj = nn.Linear(width, width, bias=False)
+        self.q_proj = nn.Linear(width, width, bias=config.bias)
         self.q_conv = conv_weight(width, conv) if conv else None
-        self.kv_proj = nn.Linear(width, 2 * kv_heads * head_dim, bias=False) if cached else None
+        self.kv_proj = nn.Linear(width, 2 * kv_heads * head_dim, bias=config.bias) if cached else None
         self.kv_conv = conv_weight(2 * kv_heads * head_dim, conv) if cached and conv else None
 
 
@@ -44,12 +51,16 @@ class Attention(FeaturizedLIV):
         super().__init__(spec, width, config, mix_width=width, **kwargs)
         self.heads, self.kv_heads, self.head_dim = attention_shape(spec, width, config)
         self.conv_size = spec.settings.get("qkv_conv", 0)
+        if config.bias:
+            add_bias(self.out_proj)
 
     # (batch, length, heads * dim) <-> (batch, heads, length, dim)
     def _split(self, x: Tensor, heads: int) -> Tensor:
         return x.unflatten(-1, (heads, self.head_dim)).transpose(-3, -2)
 
     def _rope(self, x: Tensor, start: int) -> Tensor:
+        if not self.config.rope:
+            return x
         positions = torch.arange(start, start + x.shape[-2], device=x.device)
         cos, sin = ops.rope_angles(positions, self.head_dim, self.config.rope_base)
         return ops.apply_rope(x, cos, sin)

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from starlab.genome import Genome
 from starlab.liv import LIVConfig
+from starlab.liv.config import MLPS
 
 #: the largest value of an integer LIV setting (they are sizes and lengths; torch shapes beyond int32 are
 #: a typo, never a model)
@@ -22,14 +23,25 @@ INT_LIMIT = 2**31 - 1
 
 
 class Rule(NamedTuple):
-    """What one :class:`~starlab.liv.LIVConfig` field allows: its type and range."""
+    """What one :class:`~starlab.liv.LIVConfig` field allows: its type and range, or its choices."""
 
     kind: type  # int or float (the field's dataclass type); others are checked by type only
-    low: float | None = None  # None: no lower bound (integers: -INT_LIMIT)
+    low: Any = None  # None: no lower bound (integers: -INT_LIMIT); a choice rule: its first choice
     high: float | None = None  # None: no upper bound (integers: INT_LIMIT)
     open_low: bool = False  # the lower bound itself is not allowed
+    optional: bool = False  # None is allowed too
+    choices: tuple = ()  # the only values allowed (when not empty)
+
+    @classmethod
+    def one_of(cls, *choices: Any) -> Rule:
+        return cls(type(choices[0]), low=choices[0], choices=choices)
 
     def allowed(self) -> str:
+        return f"{self._allowed()} or null" if self.optional else self._allowed()
+
+    def _allowed(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(show(choice) for choice in self.choices)
         if self.kind is int:
             low = -INT_LIMIT if self.low is None else int(self.low)
             return f"an integer in {low}..{INT_LIMIT if self.high is None else int(self.high)}"
@@ -44,7 +56,11 @@ class Rule(NamedTuple):
     def check(self, value: Any, json_style: bool = False) -> Any:
         """The value, normalised (an integer given for a float field becomes a float); ValueError if not allowed."""
         ok = True
-        if self.kind is int:
+        if value is None and self.optional:
+            return value
+        if self.choices:
+            ok = isinstance(value, self.kind) and value in self.choices
+        elif self.kind is int:
             ok = isinstance(value, int) and not isinstance(value, bool)
             low, high = -INT_LIMIT if self.low is None else self.low, INT_LIMIT if self.high is None else self.high
             ok = ok and low <= value <= high
@@ -70,7 +86,8 @@ class Rule(NamedTuple):
 #: the range of each LIVConfig field. Sizes are at least 1, head sizes at least 2 (RoPE rotates channel pairs:
 #: no width splits into even 1-channel heads). The float bounds keep float32 arithmetic finite and the sizes
 #: they scale representable: a RoPE base below 1 turns frequencies into overflows, a SwiGLU over 1024 times
-#: the width or a lambda beyond ±1000 is a typo. A field missing here is checked by its type alone.
+#: the width or a lambda beyond ±1000 is a typo. A field missing here is checked by its type alone. A fixed
+#: head count must also split the width (checked when the attention layer is built: it depends on the width).
 LIV_CONFIG_RULES: dict[str, Rule] = {
     "head_dim": Rule(int, 2),
     "rope_base": Rule(float, 1, 1e30),
@@ -82,6 +99,10 @@ LIV_CONFIG_RULES: dict[str, Rule] = {
     "filter_bands": Rule(int, 1),
     "filter_reference_length": Rule(int, 1),
     "diff_lambda_init": Rule(float, -1000, 1000),
+    "bias": Rule.one_of(False, True),
+    "rope": Rule.one_of(True, False),
+    "heads": Rule(int, 1, optional=True),
+    "mlp": Rule.one_of(*MLPS),
 }
 
 
