@@ -63,7 +63,10 @@ def test_the_papers_example_decodes_as_described():
         ("23,1,1,1,1-91111", "slot 1, field 'class': 23 is not in 1..17"),
         ("11111-93111", "slot 2, field 'featurizer_group': 3 is not in 1..2"),
         ("11311", "slot 1, field 'featurizer_strategy': 3 is not in 1..2"),
-        ("11111-9111", "slot 2: expected 5 digits or 5 comma-separated integers, got '9111'"),
+        (
+            "11111-9111",
+            "slot 2: expected 5 digits, 5 comma-separated integers or [f,t,s,n,c] and 4 integers, got '9111'",
+        ),
         ("", "genome text is empty"),
         ("11211-51211", "slot 2, field 'featurizer_strategy': Rec-1 cannot share featurizer weights with slot 1"),
         ("91112", "slot 1, field 'feature_strategy': GMemless caches nothing"),

@@ -1,18 +1,22 @@
-"""Properties every one of the 17 LIV classes must have, at small widths so the suite stays fast."""
+"""Properties every LIV must have, at small widths so the suite stays fast: the 17 pool classes and every
+valid operator genome outside the pool (operator genes, :mod:`starlab.liv.operator`)."""
 
 import pytest
 import torch
 
-from starlab.liv import LIVConfig, build_liv, class_ids, get_class, state_nbytes
+from starlab.liv import LIVConfig, build_liv, class_ids, class_key, get_class, state_nbytes, valid_operator_genomes
 
 WIDTH = 32
 #: small chunks and head sizes so that short test sequences cross chunk and head boundaries
 CONFIG = LIVConfig(head_dim=16, recurrence_head_dim=8, scan_chunk=8)
-ALL = class_ids()
+POOL = class_ids()
+#: the operator genomes that are not pool classes (45 of them)
+COMPOSED = [genes for genes in valid_operator_genomes() if not isinstance(class_key(genes), int)]
+ALL = POOL + COMPOSED
 
 
 def make(class_id, dtype=torch.float32):
-    torch.manual_seed(class_id)
+    torch.manual_seed(class_id if isinstance(class_id, int) else 100 + COMPOSED.index(class_id))
     return build_liv(class_id, WIDTH, CONFIG).to(dtype)
 
 
@@ -25,7 +29,7 @@ def decode(layer, x):
 
 
 def test_pool_has_the_17_classes_of_the_paper():
-    assert ALL == list(range(1, 18))
+    assert POOL == list(range(1, 18))
     assert [get_class(i).name for i in range(1, 10)] == [
         "SA-1", "SA-2", "SA-3", "SA-4", "Rec-1", "Rec-2", "GConv-1", "GConv-2", "GMemless",
     ]  # fmt: skip
@@ -81,7 +85,7 @@ def test_cache_growth_matches_the_family(class_id):
     small, large = layer.cache_bytes(100), layer.cache_bytes(1000)
     if spec.family == "memoryless":
         assert small == large == 0
-    elif spec.family == "attention" or spec.kind == "long_conv":
+    elif spec.kind in ("attention", "long_conv"):
         assert large > small > 0
     else:
         assert large == small > 0

@@ -64,33 +64,55 @@ def key_value(text: str) -> tuple[str, object]:
 # ---- liv ---------------------------------------------------------------------------------------------
 
 
-def liv_list(args: argparse.Namespace) -> None:
-    """One row per pool class with its size and inference cache at the given width and length."""
+def _liv_row(spec, width: int, seq_len: int) -> dict:
+    """A class's size and inference cache at ``width`` after ``seq_len`` tokens (16-bit values)."""
     import torch
 
-    from starlab.liv import build_liv, check_width, classes
+    from starlab.liv import build_liv
+
+    with torch.device("meta"):  # shapes without storage: exact counts at any width, instantly
+        layer = build_liv(spec, width)
+    return {
+        "id": spec.id or None,
+        "name": spec.name,
+        "operator_genome": spec.operator_genome_text,
+        "family": spec.family,
+        "kind": spec.kind,
+        "params": sum(p.numel() for p in layer.parameters()),
+        "cache_bytes": layer.cache_bytes(seq_len),
+        "description": spec.description,
+    }
+
+
+def liv_list(args: argparse.Namespace) -> None:
+    """One row per pool class (with ``--operators``, per valid operator genome) with its size and cache."""
+    from starlab.liv import check_width, classes, get_class, valid_operator_genomes
 
     width = check_width(args.width)
-    rows = []
-    for spec in classes():
-        with torch.device("meta"):  # shapes without storage: exact counts at any width, instantly
-            layer = build_liv(spec, width)
-        rows.append(
-            {
-                "id": spec.id,
-                "name": spec.name,
-                "operator_genome": spec.operator_genome_text,
-                "family": spec.family,
-                "params": sum(p.numel() for p in layer.parameters()),
-                "cache_bytes": layer.cache_bytes(args.seq_len),
-                "description": spec.description,
-            }
-        )
+    specs = [get_class(genes) for genes in valid_operator_genomes()] if args.operators else classes()
+    rows = [_liv_row(spec, width, args.seq_len) for spec in specs]
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    title = f"LIV classes at width {width}, cache at {args.seq_len} tokens (16-bit values)"
+    what = "Valid operator genomes" if args.operators else "LIV classes"
+    title = f"{what} at width {width}, cache at {args.seq_len} tokens (16-bit values)"
+    rows = [{**row, "id": row["id"] or ""} for row in rows]  # classes outside the pool have no id
     print_table(title, rows, ["id", "name", "operator_genome", "family", "params", "cache_bytes"])
+
+
+def liv_build(args: argparse.Namespace) -> None:
+    """Build one LIV from its operator genome (or a pool id or name) and print its size and cache."""
+    from starlab.liv import check_width, get_class
+    from starlab.liv.operator import parse_operator, repair_operator
+
+    width, key = check_width(args.width), parse_operator(args.operator)
+    if args.repair and not isinstance(key, str):
+        key = repair_operator(key)
+    row = _liv_row(get_class(key), width, args.seq_len)
+    if args.json:
+        print(json.dumps(row, indent=2))
+        return
+    print_table(f"{row['name']} at width {width}, cache at {args.seq_len} tokens (16-bit values)", [row], list(row))
 
 
 # ---- genome ------------------------------------------------------------------------------------------
@@ -516,7 +538,15 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--width", type=positive_int, default=768, help="model width (default 768)")
     listing.add_argument("--seq-len", type=positive_int, default=CACHE_LENGTH, help="sequence length for the cache")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    listing.add_argument("--operators", action="store_true", help="every valid operator genome, not just the pool")
     listing.set_defaults(handler=liv_list)
+    build = liv.add_parser("build", help="build a LIV from its operator genome [f,t,s,n,c]; print params and cache")
+    build.add_argument("operator", help="an operator genome '[1,2,1,1,3]', a pool class id or name")
+    build.add_argument("--width", type=positive_int, default=768, help="model width (default 768)")
+    build.add_argument("--seq-len", type=positive_int, default=CACHE_LENGTH, help="sequence length for the cache")
+    build.add_argument("--repair", action="store_true", help="build the nearest valid genome of an invalid one")
+    build.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    build.set_defaults(handler=liv_build)
 
     genome = groups.add_parser("genome", help="backbone genomes").add_subparsers(dest="command", required=True)
     genome_help = "a genome (11111-91111-...), a JSON document or .json file, or a preset name"

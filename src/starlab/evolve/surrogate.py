@@ -33,11 +33,12 @@ MIN_TRAINING = 6
 
 def genome_features(genome: Genome, sizes: Sizes) -> np.ndarray:
     """The genome as numbers: per-slot class one-hot, family and differential counts, per-slot sharing
-    flags and their counts, log parameters and log cache."""
+    flags and their counts, log parameters and log cache. A class outside the pool (an operator genome)
+    counts in the one-hot as its featurizer class, the first operator gene: its sizes tell the rest."""
     ids = class_ids()
     specs = [get_class(slot.cls) for slot in genome.slots]
     one_hot = np.zeros((len(genome), len(ids)))
-    one_hot[np.arange(len(genome)), [ids.index(slot.cls) for slot in genome.slots]] = 1
+    one_hot[np.arange(len(genome)), [ids.index(spec.operator_genome[0]) for spec in specs]] = 1
     families = [sum(s.family == family for s in specs) for family in FAMILIES]
     shares_featurizer = [lead is not None and lead != i for i, lead in enumerate(genome.featurizer_leaders())]
     shares_features = [src is not None and src != i for i, src in enumerate(genome.feature_sources())]

@@ -2,7 +2,10 @@
 
 Per slot (SPEC §2):
 
-1. ``cls``                 LIV class id (a key of the pool)
+1. ``cls``                 LIV class id (a key of the pool), or an operator genome ``(f, t, s, n, c)`` of a
+                           class outside the pool (operator genes, :mod:`starlab.liv.operator`); written
+                           ``[1,2,1,1,3],1,1,1,1`` in text. An operator genome that is a pool class is stored
+                           as its id, so both spellings are one architecture.
 2. ``featurizer_group``    featurizer-sharing group, 1..N
 3. ``featurizer_strategy`` 1 no weights shared, 2 all featurizer weights shared
 4. ``feature_group``       feature-group-sharing group, 1..N
@@ -28,7 +31,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from starlab.genome.backbone import BackboneGenes
-from starlab.liv.pool import class_ids, get_class
+from starlab.liv.operator import ClassKey, class_key, format_key, get_class, repair_operator
+from starlab.liv.pool import class_ids
 
 FIELDS = ("class", "featurizer_group", "featurizer_strategy", "feature_group", "feature_strategy")
 NO_SHARING, SHARING = 1, 2
@@ -41,22 +45,37 @@ MAX_SLOTS = 256
 
 
 class Slot(NamedTuple):
-    cls: int
+    cls: ClassKey
     featurizer_group: int
     featurizer_strategy: int
     feature_group: int
     feature_strategy: int
 
     def text(self) -> str:
+        if isinstance(self.cls, tuple):
+            return ",".join((format_key(self.cls), *map(str, self[1:])))
         if all(0 <= v <= 9 for v in self):
             return "".join(map(str, self))
         return ",".join(map(str, self))
+
+    def json(self) -> list:
+        return [list(self.cls) if isinstance(self.cls, tuple) else self.cls, *self[1:]]
 
 
 def gene_ranges(depth: int) -> list[tuple[int, int]]:
     """Inclusive (low, high) of each of the five genes of a slot, for a genome of ``depth`` slots."""
     ids = class_ids()
     return [(ids[0], ids[-1]), (1, depth), (1, 2), (1, depth), (1, 2)]
+
+
+def _check_class(slot: int, value: Any, low: int, high: int, repair: bool) -> ClassKey:
+    """A pool id in range, or an operator genome (repaired to validity when ``repair``) as its class key."""
+    if isinstance(value, (list, tuple)):
+        try:
+            return class_key(repair_operator(value) if repair else value)
+        except ValueError as error:
+            raise ValueError(f"slot {slot}, field 'class': {error}") from None
+    return _check_value(slot, "class", value, low, high)
 
 
 def _check_value(slot: int, field: str, value: Any, low: int, high: int) -> int:
@@ -91,8 +110,11 @@ class Genome:
         for index, values in enumerate(raw, start=1):
             if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) != 5:
                 raise ValueError(f"slot {index}: expected 5 integers ({', '.join(FIELDS)}), got {values!r}")
-            genes = (_check_value(index, f, v, lo, hi) for f, v, (lo, hi) in zip(FIELDS, values, ranges, strict=True))
-            checked.append(Slot(*genes))
+            (low, high), *rest = ranges
+            genes = (
+                _check_value(index, f, v, lo, hi) for f, v, (lo, hi) in zip(FIELDS[1:], values[1:], rest, strict=True)
+            )
+            checked.append(Slot(_check_class(index, values[0], low, high, repair), *genes))
         genome = cls(tuple(checked), BackboneGenes.checked(backbone))
         return genome.repair() if repair else genome.validate()
 
@@ -108,16 +130,7 @@ class Genome:
             backbone = BackboneGenes.parse(prefix.strip())
         slots = []
         for index, part in enumerate(text.strip().split("-"), start=1):
-            part = part.strip()
-            if "," in part:
-                items = [p.strip() for p in part.split(",")]
-            elif len(part) == 5 and part.isascii():
-                items = list(part)
-            else:
-                items = []
-            if len(items) != 5 or not all(i.isascii() and i.isdigit() for i in items):
-                raise ValueError(f"slot {index}: expected 5 digits or 5 comma-separated integers, got {part!r}")
-            slots.append([int(i) for i in items])
+            slots.append(_parse_slot(index, part.strip()))
         return cls.from_slots(slots, repair=repair, backbone=backbone)
 
     @classmethod
@@ -165,7 +178,7 @@ class Genome:
             "format": JSON_FORMAT,
             "version": 1,
             "text": self.text(),
-            "slots": [list(s) for s in self.slots],
+            "slots": [s.json() for s in self.slots],
             **backbone,
             **metadata,
         }
@@ -221,6 +234,34 @@ class Genome:
     def hash(self) -> str:
         """Identity of the architecture: 16 hex digits of the SHA-256 of the canonical text."""
         return hashlib.sha256(self.canonical().text().encode()).hexdigest()[:16]
+
+
+def _integers(text: str) -> list[int] | None:
+    items = [item.strip() for item in text.split(",")]
+    return [int(i) for i in items] if all(i.isascii() and i.isdigit() for i in items) else None
+
+
+def _parse_slot(index: int, part: str) -> list:
+    """``11111``, ``12,1,1,1,1`` or ``[1,2,1,1,3],1,1,1,1`` as a slot's five values."""
+    operator, original = None, part
+    if part.startswith("[") and "]" in part:
+        inner, _, part = part[1:].partition("]")
+        operator, part = _integers(inner), part.removeprefix(",")
+        if operator is None or len(operator) != 5:
+            raise ValueError(
+                f"slot {index}: an operator genome is 5 comma-separated integers [f,t,s,n,c], got [{inner}]"
+            )
+        part = "0," + part  # a placeholder class id for the checks below
+    if "," in part:
+        items = _integers(part)
+    elif len(part) == 5 and part.isascii() and part.isdigit():
+        items = [int(i) for i in part]
+    else:
+        items = None
+    if items is None or len(items) != 5:
+        expected = "5 digits, 5 comma-separated integers or [f,t,s,n,c] and 4 integers"
+        raise ValueError(f"slot {index}: expected {expected}, got {original!r}")
+    return [operator, *items[1:]] if operator is not None else items
 
 
 @dataclass(frozen=True)

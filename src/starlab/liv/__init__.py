@@ -1,13 +1,16 @@
-"""LIV operators: the pool of 17 classes, their layers (parallel and recurrent forms) and the pure ops."""
+"""LIV operators: the pool of 17 classes, operator genomes composed from parts, their layers (parallel and
+recurrent forms) and the pure ops."""
 
 from starlab.liv.base import LIV, State, meta_device, state_nbytes
 from starlab.liv.build import KINDS, build_featurizer, build_liv, check_width
 from starlab.liv.config import LIVConfig
-from starlab.liv.pool import LIVClass, class_ids, classes, get_class, register
+from starlab.liv.operator import ClassKey, class_key, format_key, get_class, valid_operator_genomes
+from starlab.liv.pool import LIVClass, class_ids, classes, register
 
 __all__ = [
     "KINDS",
     "LIV",
+    "ClassKey",
     "LIVClass",
     "LIVConfig",
     "State",
@@ -15,9 +18,12 @@ __all__ = [
     "build_liv",
     "check_width",
     "class_ids",
+    "class_key",
     "classes",
+    "format_key",
     "get_class",
     "meta_device",
     "register",
     "state_nbytes",
+    "valid_operator_genomes",
 ]

@@ -21,6 +21,8 @@ from starlab.liv.shortconv import conv_weight, conv_window, conv_window_values, 
 def attention_shape(spec: LIVClass, width: int, config: LIVConfig) -> tuple[int, int, int]:
     """(query heads, key/value heads, head dim) for this class at this width."""
     repeat = spec.settings.get("kv_repeat", 1)
+    if spec.settings.get("channel_mixing") == 2:  # operator gene c=2: one head mixes all channels
+        return 1, 1, width
     if config.heads is None:
         heads, head_dim = split_heads(width, config.head_dim, multiple=repeat)
         return heads, heads // repeat, head_dim

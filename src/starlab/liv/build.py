@@ -9,13 +9,16 @@ from starlab.liv.base import LIV, FeaturizedLIV
 from starlab.liv.config import LIVConfig
 from starlab.liv.convolution import LongConv, ShortConv
 from starlab.liv.differential import Differential
+from starlab.liv.linear_attention import LinearAttention
 from starlab.liv.memoryless import Memoryless
-from starlab.liv.pool import LIVClass, get_class
+from starlab.liv.operator import ClassKey, get_class
+from starlab.liv.pool import LIVClass
 from starlab.liv.recurrence import Recurrence
 
 #: Layer implementation of each kind named in the pool.
 KINDS: dict[str, type[FeaturizedLIV]] = {
     "attention": Attention,
+    "linear_attention": LinearAttention,
     "recurrence": Recurrence,
     "short_conv": ShortConv,
     "long_conv": LongConv,
@@ -39,7 +42,9 @@ def check_width(width: Any) -> int:
     return width
 
 
-def build_featurizer(liv_class: LIVClass | int | str, width: int, config: LIVConfig | None = None, cached: bool = True):
+def build_featurizer(
+    liv_class: LIVClass | ClassKey | str, width: int, config: LIVConfig | None = None, cached: bool = True
+):
     """A fresh featurizer for a class (a pair of them for a differential class), to share between layers.
 
     ``cached=False`` builds only the own side, for groups whose members all reuse an earlier layer's features.
@@ -59,14 +64,14 @@ def build_featurizer(liv_class: LIVClass | int | str, width: int, config: LIVCon
 
 
 def build_liv(
-    liv_class: LIVClass | int | str,
+    liv_class: LIVClass | ClassKey | str,
     width: int,
     config: LIVConfig | None = None,
     *,
     featurizer: Any = None,
     reuse_features: bool = False,
 ) -> LIV:
-    """Build the layer for a pool class (by entry, id or name) at ``width``.
+    """Build the layer for a class (by entry, pool id or name, or operator genome) at ``width``.
 
     ``featurizer`` passes an existing featurizer (featurizer sharing); ``reuse_features`` builds a layer
     without a cached side that mixes an earlier layer's cached features (feature-group sharing).

@@ -5,6 +5,10 @@ Both compute ``u = B * v`` from the input, convolve it causally along time, and 
 GConv-2 has a kernel as long as the sequence, produced by a Hyena implicit filter and applied by FFT.
 Cached side: ``u`` (its last ``taps - 1`` values for GConv-1, its whole history for GConv-2).
 Own side: the gate ``C`` and the kernel.
+
+Operator genes (:mod:`starlab.liv.operator`) vary two parts: ``channel_mixing`` 3 gives every head of
+``head_dim`` channels one kernel and 2 one kernel for all channels (the pool's: one per channel), and
+``nonlinearity`` 4 gates with ``SiLU(C)`` instead of ``C``.
 """
 
 from __future__ import annotations
@@ -12,13 +16,33 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from starlab.liv import ops
 from starlab.liv.base import FeaturizedLIV, State, computed_on_cpu
-from starlab.liv.config import LIVConfig
+from starlab.liv.config import LIVConfig, split_heads
 from starlab.liv.pool import LIVClass
 from starlab.liv.shortconv import conv_weight, conv_window, conv_window_values, maybe_conv, maybe_conv_step
+
+
+def kernel_channels(spec: LIVClass, width: int, config: LIVConfig) -> int:
+    """Distinct kernels of a convolution class: one per channel, per head of channels, or one."""
+    channel_mixing = spec.settings.get("channel_mixing", 1)
+    if channel_mixing == 1:
+        return width
+    return split_heads(width, config.head_dim)[0] if channel_mixing == 3 else 1
+
+
+def per_channel(kernel: Tensor, width: int) -> Tensor:
+    """A ``(kernels, taps)`` kernel as one row per channel (each kernel serves ``width / kernels`` channels)."""
+    return kernel if kernel.shape[0] == width else kernel.repeat_interleave(width // kernel.shape[0], dim=0)
+
+
+def gate(spec: LIVClass, c: Tensor) -> Tensor:
+    """The convolution's output gate: ``C``, or ``SiLU(C)`` for ``nonlinearity`` 4."""
+    return F.silu(c) if spec.settings.get("nonlinearity", 1) == 4 else c
+
 
 # --------------------------------------------------------------------------------------------------
 # GConv-1: gated short convolution
@@ -31,7 +55,7 @@ class ShortConvFeaturizer(nn.Module):
     def __init__(self, spec: LIVClass, width: int, config: LIVConfig, cached: bool = True) -> None:
         super().__init__()
         self.c_proj = nn.Linear(width, width, bias=False)
-        self.kernel = conv_weight(width, spec.settings["kernel_size"])
+        self.kernel = conv_weight(kernel_channels(spec, width, config), spec.settings["kernel_size"])
         self.bv_proj = nn.Linear(width, 2 * width, bias=False) if cached else None
 
 
@@ -43,20 +67,20 @@ class ShortConv(FeaturizedLIV):
         self.taps = spec.settings["kernel_size"]
 
     def own_features(self, x: Tensor) -> Tensor:
-        return self.featurizer.c_proj(x)
+        return gate(self.spec, self.featurizer.c_proj(x))
 
     def cached_features(self, x: Tensor) -> Tensor:
         b, v = self.featurizer.bv_proj(x).chunk(2, dim=-1)
         return b * v
 
     def mix(self, c: Tensor, u: Tensor) -> Tensor:
-        return c * ops.causal_depthwise_conv(u, self.featurizer.kernel)
+        return c * ops.causal_depthwise_conv(u, per_channel(self.featurizer.kernel, self.width))
 
     def init_cached_state(self, batch: int, device: torch.device, dtype: torch.dtype) -> State:
         return {"u": conv_window(batch, self.taps, self.width, device, dtype)}
 
     def own_step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
-        return self.featurizer.c_proj(x_t), state
+        return self.own_features(x_t), state
 
     def cached_step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
         """Feature for this step: the full window of the last ``taps`` values of ``u``."""
@@ -64,7 +88,7 @@ class ShortConv(FeaturizedLIV):
         return window, {"u": window[:, 1:]}
 
     def mix_step(self, c: Tensor, window: Tensor) -> Tensor:
-        return c * (window * self.featurizer.kernel.t()).sum(dim=1)
+        return c * (window * per_channel(self.featurizer.kernel, self.width).t()).sum(dim=1)
 
     def cached_cache_values(self, seq_len: int) -> int:
         return conv_window_values(self.taps, self.width)
@@ -141,7 +165,8 @@ class LongConvFeaturizer(nn.Module):
         taps = spec.settings.get("conv_size", 3)
         self.c_proj = nn.Linear(width, width, bias=False)
         self.c_conv = conv_weight(width, taps) if taps else None
-        self.filter = ImplicitFilter(width, config.filter_hidden, config.filter_bands, config.filter_reference_length)
+        kernels = kernel_channels(spec, width, config)
+        self.filter = ImplicitFilter(kernels, config.filter_hidden, config.filter_bands, config.filter_reference_length)
         self.skip = nn.Parameter(torch.zeros(width))
         self.bv_proj = nn.Linear(width, 2 * width, bias=False) if cached else None
         self.bv_conv = conv_weight(2 * width, taps) if cached and taps else None
@@ -157,15 +182,17 @@ class LongConv(FeaturizedLIV):
         self.long_conv = ops.fft_causal_conv
 
     def own_features(self, x: Tensor) -> Tensor:
-        return maybe_conv(self.featurizer.c_proj(x), self.featurizer.c_conv)
+        return gate(self.spec, maybe_conv(self.featurizer.c_proj(x), self.featurizer.c_conv))
 
     def cached_features(self, x: Tensor) -> Tensor:
         b, v = maybe_conv(self.featurizer.bv_proj(x), self.featurizer.bv_conv).chunk(2, dim=-1)
         return b * v
 
+    def _kernel(self, length: int) -> Tensor:
+        return per_channel(self.featurizer.filter(length), self.width)
+
     def mix(self, c: Tensor, u: Tensor) -> Tensor:
-        f = self.featurizer
-        return c * (self.long_conv(u, f.filter(u.shape[1])) + f.skip * u)
+        return c * (self.long_conv(u, self._kernel(u.shape[1])) + self.featurizer.skip * u)
 
     def init_own_state(self, batch: int, device: torch.device, dtype: torch.dtype) -> State:
         return {"c_conv": conv_window(batch, self.taps, self.width, device, dtype)} if self.taps else {}
@@ -177,7 +204,8 @@ class LongConv(FeaturizedLIV):
         return state
 
     def own_step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
-        return maybe_conv_step(self.featurizer.c_proj(x_t), self.featurizer.c_conv, state, "c_conv")
+        c_t, state = maybe_conv_step(self.featurizer.c_proj(x_t), self.featurizer.c_conv, state, "c_conv")
+        return gate(self.spec, c_t), state
 
     def cached_step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
         """Feature for this step: the whole history of ``u`` up to and including this token."""
@@ -187,8 +215,8 @@ class LongConv(FeaturizedLIV):
         return history, {**state, "u": history}
 
     def mix_step(self, c: Tensor, history: Tensor) -> Tensor:
-        f = self.featurizer
-        return c * (ops.long_conv_step(history, f.filter(history.shape[1])) + f.skip * history[:, -1])
+        kernel = self._kernel(history.shape[1])
+        return c * (ops.long_conv_step(history, kernel) + self.featurizer.skip * history[:, -1])
 
     def own_cache_values(self, seq_len: int) -> int:
         return conv_window_values(self.taps, self.width)

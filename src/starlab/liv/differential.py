@@ -15,7 +15,8 @@ from torch import Tensor, nn
 
 from starlab.liv.base import LIV, FeaturizedLIV, State
 from starlab.liv.config import LIVConfig
-from starlab.liv.pool import LIVClass, get_class
+from starlab.liv.operator import get_class
+from starlab.liv.pool import LIVClass
 
 
 class Differential(LIV):

@@ -56,7 +56,10 @@ class Memoryless(FeaturizedLIV):
     def mix(self, features: Tensor, cached: None) -> Tensor:
         if self.config.mlp == "gelu":
             return F.gelu(features, approximate="tanh")
-        return ops.swiglu(*features.chunk(2, dim=-1))
+        gate, value = features.chunk(2, dim=-1)
+        if self.spec.settings.get("nonlinearity", 4) == 1:  # operator gene n=1: a bilinear GLU, no activation
+            return gate * value
+        return ops.swiglu(gate, value)
 
     def own_step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
         return self.own_features(x_t), state

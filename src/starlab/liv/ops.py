@@ -118,16 +118,17 @@ def conv_step(window: Tensor, x_t: Tensor, weight: Tensor) -> tuple[Tensor, Tens
 #   h_t = exp(log_a_t) * h_{t-1} + x_t (outer) b_t        h: (heads, head_dim, state)
 #   y_t = h_t @ c_t
 #
-# The decay exp(log_a) is a per-head scalar (log_a <= 0), b and c are shared by all heads: the structured
-# state-space-dual form of a selective SSM (Mamba-2). The parallel form below is the chunked algorithm: exact
-# attention-like matmuls inside chunks, state passing between chunks through a small decay matrix. Every
-# exponent taken is <= 0, so nothing overflows. Low precision needs two more things. Log-decays are summed in
-# fp32 whatever the inputs' dtype: inside a chunk the decay between two steps is a difference of two sums of
-# at most ``chunk`` terms, exact enough in fp32 and not in fp16/bf16 (17% error in bf16 at strong decay). And
-# between chunks, where sums run over the whole sequence, the log-decay from chunk ``j`` to chunk ``i`` is
-# summed over the chunks between them (``segsum``, the stable form of Mamba-2's reference) rather than taken
-# as a difference of two long cumulative sums: those pass fp16's range (-65504) at L = 4096 and strong decay
-# (inf - inf = NaN), and even in fp32 they lose the digits of a small decay that follows a long strong one.
+# The decay exp(log_a) is a per-head scalar (log_a <= 0), b and c are shared by all heads (the structured
+# state-space-dual form of a selective SSM, Mamba-2) or given per head (b, c of shape (batch, length, heads, state):
+# each head its own features, as multi-head linear attention, which is this scan with log_a = 0). The parallel form
+# below is the chunked algorithm: exact attention-like matmuls inside chunks, state passing between chunks through a
+# small decay matrix. Every exponent taken is <= 0, so nothing overflows. Low precision needs two more things.
+# Log-decays are summed in fp32 whatever the inputs' dtype: inside a chunk the decay between two steps is a difference
+# of two sums of at most ``chunk`` terms, exact enough in fp32 and not in fp16/bf16 (17% error in bf16 at strong
+# decay). And between chunks, where sums run over the whole sequence, the log-decay from chunk ``j`` to chunk ``i`` is
+# summed over the chunks between them (``segsum``, the stable form of Mamba-2's reference) rather than taken as a
+# difference of two long cumulative sums: those pass fp16's range (-65504) at L = 4096 and strong decay (inf - inf =
+# NaN), and even in fp32 they lose the digits of a small decay that follows a long strong one.
 
 
 def segsum(log_a: Tensor) -> Tensor:
@@ -163,7 +164,8 @@ def chunked_scan(
     Args:
         x: ``(batch, length, heads, head_dim)`` inputs (already scaled by the step size).
         log_a: ``(batch, length, heads)`` log-decays, ``<= 0``.
-        b, c: ``(batch, length, state)`` input and readout projections.
+        b, c: ``(batch, length, state)`` input and readout projections shared by all heads, or
+            ``(batch, length, heads, state)`` per head.
         chunk: chunk length; cost is ``O(length * chunk)`` inside chunks plus ``O((length/chunk)^2)``.
         initial_state: optional ``(batch, heads, head_dim, state)``.
         final_state: also compute the state after the last position (training does not need it).
@@ -179,8 +181,7 @@ def chunked_scan(
         x, log_a, b, c = (F.pad(t, (0, 0) * (t.dim() - 2) + (0, pad)) for t in (x, log_a, b, c))
     n_chunks = (length + pad) // chunk
     xs = x.reshape(batch, n_chunks, chunk, heads, head_dim).permute(0, 3, 1, 2, 4)  # b h n t p
-    bs = b.reshape(batch, 1, n_chunks, chunk, -1)
-    cs = c.reshape(batch, 1, n_chunks, chunk, -1)
+    bs, cs = (_chunked_features(t, n_chunks, chunk) for t in (b, c))  # b h|1 n t s
     a_cum = log_a.float().reshape(batch, n_chunks, chunk, heads).permute(0, 3, 1, 2).cumsum(dim=-1)  # b h n t
 
     # 1. inside each chunk: y = (C B^T * decay) X, a masked "attention" with decays instead of softmax
@@ -205,14 +206,28 @@ def chunked_scan(
     return y[:, :length], final if final_state else None
 
 
+def _chunked_features(features: Tensor, n_chunks: int, chunk: int) -> Tensor:
+    """``(batch, length[, heads], state)`` -> ``(batch, heads or 1, n_chunks, chunk, state)``."""
+    if features.dim() == 3:
+        return features.reshape(features.shape[0], 1, n_chunks, chunk, -1)
+    return features.reshape(features.shape[0], n_chunks, chunk, *features.shape[2:]).permute(0, 3, 1, 2, 4)
+
+
+def _per_head(features_t: Tensor) -> Tensor:
+    """One step's ``b``: ``(batch, state)`` shared or ``(batch, heads, state)``, as ``(batch, heads|1, state)``."""
+    return features_t[:, None] if features_t.dim() == 2 else features_t
+
+
 def scan_update(state: Tensor, x_t: Tensor, log_a_t: Tensor, b_t: Tensor) -> Tensor:
     """``h_t = exp(log_a_t) h_{t-1} + x_t b_t^T`` for ``state (batch, heads, head_dim, state)``."""
-    return state * torch.exp(log_a_t)[..., None, None] + x_t[..., None] * b_t[:, None, None, :]
+    return state * torch.exp(log_a_t)[..., None, None] + x_t[..., None] * _per_head(b_t)[:, :, None, :]
 
 
 def scan_readout(state: Tensor, c_t: Tensor) -> Tensor:
     """``y_t = h_t c_t``: ``(batch, heads, head_dim)``."""
-    return torch.einsum("bhps,bs->bhp", state, c_t)
+    if c_t.dim() == 2:
+        return torch.einsum("bhps,bs->bhp", state, c_t)
+    return torch.einsum("bhps,bhs->bhp", state, c_t)
 
 
 def sequential_scan(

@@ -26,8 +26,9 @@ FAMILY_BY_TOKEN_MIXING = {1: "memoryless", 2: "attention", 3: "convolution", 4: 
 #: Two classes can share feature groups only if they have the same kind, differential flag and these values.
 #: ``None`` marks kinds whose features are never cached, so feature-group sharing does not apply.
 CACHE_SHAPE_SETTINGS: dict[str, tuple[str, ...] | None] = {
-    "attention": ("kv_repeat",),
-    "recurrence": ("state_expansion",),
+    "attention": ("kv_repeat", "channel_mixing"),
+    "linear_attention": ("kv_repeat", "channel_mixing"),
+    "recurrence": ("state_expansion", "channel_mixing"),
     "short_conv": ("kernel_size",),
     "long_conv": (),
     "memoryless": None,
@@ -44,7 +45,8 @@ class LIVClass:
         kind: which layer implements it (a key of ``CACHE_SHAPE_SETTINGS``).
         operator_genome: (featurizer class, token mixing, sparsity, nonlinearity, channel mixing).
         settings: featurizer settings read by the layer (e.g. ``kv_repeat``, ``state_expansion``).
-        base: for a differential class, the id of the class it doubles; ``None`` otherwise.
+        base: for a differential class, the class it doubles (a pool id, or the operator genome of a composed
+            class, :mod:`starlab.liv.operator`); ``None`` otherwise.
         description: one line for tables and docs.
     """
 
@@ -53,7 +55,7 @@ class LIVClass:
     kind: str
     operator_genome: tuple[int, int, int, int, int]
     settings: Mapping[str, int] = field(default_factory=dict)
-    base: int | None = None
+    base: int | tuple[int, ...] | None = None
     description: str = ""
 
     @property

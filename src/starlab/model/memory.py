@@ -29,7 +29,16 @@ from typing import Any, NamedTuple
 import torch
 
 from starlab.genome import Genome
-from starlab.liv import LIVConfig, build_liv, check_width, class_ids, meta_device
+from starlab.liv import (
+    ClassKey,
+    LIVConfig,
+    build_liv,
+    check_width,
+    class_ids,
+    class_key,
+    meta_device,
+    valid_operator_genomes,
+)
 from starlab.liv.build import TooLarge
 from starlab.model.slots import build_slots
 from starlab.model.validation import (
@@ -372,10 +381,12 @@ def _upper(model: _Model) -> Size:
 
 
 @functools.lru_cache(maxsize=32)
-def _class_sizes(width: int, config: LIVConfig, dtype: torch.dtype) -> dict[int, Size]:
-    """Each class built alone at ``width`` (its own featurizer, cached side included), on meta."""
+def _class_sizes(width: int, config: LIVConfig, dtype: torch.dtype) -> dict[ClassKey, Size]:
+    """Each class (the pool's and every other valid operator genome) built alone at ``width`` (its own
+    featurizer, cached side included), on meta."""
+    keys = {class_key(genes) for genes in valid_operator_genomes()} | set(class_ids())
     with meta_device():
-        return {class_id: _measure([build_liv(class_id, width, config)]) for class_id in class_ids()}
+        return {key: _measure([build_liv(key, width, config)]) for key in keys}
 
 
 def _number(n: int) -> str:
