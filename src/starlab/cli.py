@@ -214,15 +214,16 @@ def algo(args: argparse.Namespace) -> None:
     from starlab.assess.algorithmic import protocol_for_task
 
     protocol = get_protocol(protocol_for_task(args.task)).with_settings(
-        size=args.size, embedding_only=args.embedding_only, positions=not args.no_positions, steps=args.steps
-    )
+        size=args.size, embedding_only=args.embedding_only, positions=not args.no_positions, steps=args.steps,
+        backbone=args.backbone,
+    )  # fmt: skip
     mode = "embedding-only" if args.embedding_only else "full"
     args.default_depth = 2 * protocol.budget.layers  # a preset has the depth its budget was chosen for
     result = _assess(args, protocol, f"training ({args.task}, {mode})")
     metrics = result.metrics
     report = {
         "genome": result.genome, "task": args.task, "size": args.size, "embedding_only": args.embedding_only,
-        "width": result.width, "status": metrics["run_status"], "steps": metrics["steps"],
+        "backbone": args.backbone, "width": result.width, "status": metrics["run_status"], "steps": metrics["steps"],
         "score": result.scores[args.task], "metrics": metrics["task_metrics"],
         "trainable_params": metrics["trainable_params"], "params": metrics["total_params"],
         "seconds": result.seconds,
@@ -231,7 +232,8 @@ def algo(args: argparse.Namespace) -> None:
         print(json.dumps(report, indent=2))
         return
     rows = [{"metric": k, "value": v} for k, v in report["metrics"].items()]
-    print_table(f"{args.task} ({args.size}) on {report['genome']}", rows, ["metric", "value"])
+    flavour = "" if args.backbone == "star" else f", {args.backbone} backbone"
+    print_table(f"{args.task} ({args.size}) on {report['genome']}{flavour}", rows, ["metric", "value"])
     print(f"{report['status']} after {report['steps']} steps, {report['seconds']:.1f} s; "
           f"trainable params {report['trainable_params']:,}")  # fmt: skip
 
@@ -270,7 +272,7 @@ def _lm_flags_on_resume(args: argparse.Namespace, command) -> dict:
               "device": command.device, "checkpoint_every": command.checkpoint_every,
               "checkpoint_minutes": command.checkpoint_minutes, **command.settings}  # fmt: skip
     names = ("protocol", "data", "width", "seed", "device", "checkpoint_every", "checkpoint_minutes", "steps",
-             "seq_len", "micro_batch", "compile", "embedding_only", "tokenizer", "vocab_size")  # fmt: skip
+             "seq_len", "micro_batch", "compile", "embedding_only", "backbone", "tokenizer", "vocab_size")  # fmt: skip
     given = {name: getattr(args, name) for name in names if getattr(args, name) != getattr(defaults, name)}
     if given.get("micro_batch") == "auto" and command.settings.get("fit_micro_batch"):
         del given["micro_batch"]  # stored as fit_micro_batch
@@ -289,7 +291,8 @@ def _lm_command(args: argparse.Namespace):
     fit = args.micro_batch == "auto"
     given = (("steps", args.steps), ("seq_len", args.seq_len), ("micro_batch", None if fit else args.micro_batch),
              ("fit_micro_batch", fit or None), ("compile", args.compile or None),
-             ("embedding_only", args.embedding_only or None))  # fmt: skip
+             ("embedding_only", args.embedding_only or None),
+             ("backbone", None if args.backbone == "star" else args.backbone))  # fmt: skip
     changes = {k: v for k, v in given if v is not None}
     if args.tokenizer:
         changes.update(tokenizer=args.tokenizer, vocab_size=DEFAULT_BPE_VOCAB if args.tokenizer == "bpe" else None)
@@ -600,6 +603,16 @@ def add_assessment_commands(groups, genome_help: str) -> None:
 
     mad_parser = groups.add_parser("mad", help="assess a genome on the MAD synthetic suite")
     add_genome_arguments(mad_parser, genome_help, 4)
+def add_backbone_argument(parser) -> None:
+    from starlab.model import FLAVOURS
+
+    parser.add_argument(
+        "--backbone", default="star", choices=list(FLAVOURS),
+        help="how the genome is built: star (default) or gpt2, the random-transformer paper's Hugging Face GPT-2 "
+        "(LayerNorm, biases, 4 heads, learned positions, GELU MLP, GPT-2 init)",
+    )  # fmt: skip
+
+
     mad_parser.add_argument(
         "--protocol",
         default="quick",
@@ -626,6 +639,7 @@ def add_assessment_commands(groups, genome_help: str) -> None:
     lm_parser.add_argument(
         "--protocol",
         default="lm-quick",
+    add_backbone_argument(algo_parser)
         choices=protocol_names("lm"),
         help="LM protocol (default lm-quick; starlab protocols --kind lm)",
     )
@@ -659,6 +673,7 @@ def add_assessment_commands(groups, genome_help: str) -> None:
     listing.add_argument("--kind", choices=KINDS, help="only protocols of this kind")
     listing.add_argument("--json", action="store_true", help=JSON_HELP)
     listing.set_defaults(handler=protocols)
+    add_backbone_argument(lm_parser)
 
 
 def add_data_commands(groups) -> None:

@@ -4,7 +4,8 @@
 ``algo-circuit`` train a genome on one task at its ``cpu`` size with the size's recommended budget (AdamW,
 warm-up then cosine to 0, clipping); ``size="paper"`` selects the paper's sizes and budgets, and
 ``embedding_only=True`` the paper's setting where everything but the embeddings and unembedding stays at
-its random initialisation. Quality = 1 - the task's score (accuracy, or exp(-KL) for circuit imitation).
+its random initialisation. ``backbone="gpt2"`` builds the paper's network itself (Hugging Face GPT-2, see
+``starlab.model.flavours``). Quality = 1 - the task's score (accuracy, or exp(-KL) for circuit imitation).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from starlab.assess.protocol import (
     step_reporter,
 )
 from starlab.genome import Genome
-from starlab.model import Backbone
+from starlab.model import FLAVOURS, get_flavour
 from starlab.status import Status
 from starlab.tasks.algorithmic import ALGORITHMIC_TASKS, SIZES, TrainingBudget, make_algorithmic_task
 from starlab.tasks.base import Task
@@ -51,6 +52,7 @@ class AlgorithmicProtocol(Protocol):
         size: ``cpu`` or ``paper`` (task sizes and the budget recommended for them).
         embedding_only: train only the embeddings and the unembedding (the random-transformer setting).
         positions: learned absolute positions in front of the backbone (the paper's GPT-2 has them).
+        backbone: the flavour the genome is built in: ``star`` or ``gpt2`` (``starlab.model.flavours``).
         steps: optimizer steps (``None``: the size's budget).
         data_seed: seeds the task's data (``None``: the assessment seed, as ``starlab algo --seed`` does).
         evaluations: evaluations per run, evenly spread; the run keeps its best.
@@ -63,6 +65,7 @@ class AlgorithmicProtocol(Protocol):
     size: str = "cpu"
     embedding_only: bool = False
     positions: bool = True
+    backbone: str = "star"
     steps: int | None = None
     data_seed: int | None = None
     evaluations: int = 10
@@ -72,6 +75,8 @@ class AlgorithmicProtocol(Protocol):
         super().__post_init__()
         if not all(0 <= beta < 1 for beta in self.betas):
             self._refuse("betas", "two numbers in [0, 1)", self.betas)
+        if self.backbone not in FLAVOURS:
+            self._refuse("backbone", f"one of {', '.join(FLAVOURS)}", self.backbone)
         if self.task not in ALGORITHMIC_TASKS:
             raise ValueError(f"unknown algorithmic task {self.task!r}; tasks: {', '.join(ALGORITHMIC_TASKS)}")
         if self.size not in SIZES[self.task]:
@@ -100,7 +105,9 @@ class AlgorithmicProtocol(Protocol):
         task = cached_task(self.task, self.size, seed if self.data_seed is None else self.data_seed)
         torch.manual_seed(seed)
         positions = task.seq_len if self.positions else None
-        model = Backbone(genome, width, task.vocab_size, self.config, tie_embeddings=False, max_positions=positions)
+        model = get_flavour(self.backbone).build(
+            genome, width, task.vocab_size, self.config, tie_embeddings=False, max_positions=positions
+        )
         if self.embedding_only:
             model.freeze_all_but_embeddings()
         config = self.train_config(seed, device)
@@ -120,15 +127,17 @@ class AlgorithmicProtocol(Protocol):
     def training(self) -> dict[str, Any]:
         budget, steps = self.budget, self.steps or self.budget.steps
         mode = "embeddings only" if self.embedding_only else "all weights"
+        flavour = "" if self.backbone == "star" else f", {self.backbone} backbone"
         return {
             "summary": f"{self.task} ({self.size} size): {steps} steps of batch {budget.batch_size}, "
-            f"lr {budget.lr:g}, {mode}",
+            f"lr {budget.lr:g}, {mode}{flavour}",
             "task": self.task,
             "size": self.size,
             "steps": steps,
             "batch_size": budget.batch_size,
             "lr": budget.lr,
             "embedding_only": self.embedding_only,
+            "backbone": self.backbone,
         }
 
 

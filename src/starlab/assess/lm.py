@@ -21,7 +21,7 @@ from starlab.assess.protocol import (
 )
 from starlab.errors import Setting, SettingError
 from starlab.genome import Genome
-from starlab.model import Backbone, training_flops_per_token
+from starlab.model import FLAVOURS, Backbone, get_flavour, training_flops_per_token
 from starlab.model.checkpoint import save
 from starlab.status import Status
 from starlab.tasks.lm import LMTask, lm_task, open_corpus
@@ -56,6 +56,9 @@ class LMProtocol(Protocol):
     #: train only the token embedding and an untied unembedding; every LIV and norm keeps its random
     #: initialisation (the random-transformer setting of Zhong & Andreas, on language modelling)
     embedding_only: bool = False
+    #: the flavour the genome is built in: ``star`` or ``gpt2`` (learned positions over ``seq_len``, untied
+    #: head; ``starlab.model.flavours``)
+    backbone: str = "star"
     #: train through ``torch.compile`` (worth it for long GPU runs; compiling costs tens of seconds)
     compile: bool = False
     #: in a search, checkpoint every this many steps and/or minutes, so that a retried evaluation continues
@@ -72,6 +75,8 @@ class LMProtocol(Protocol):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.backbone not in FLAVOURS:
+            self._refuse("backbone", f"one of {', '.join(FLAVOURS)}", self.backbone)
         try:
             resolve_vocab_size(self.tokenizer, self.vocab_size)
         except ValueError as error:
@@ -119,7 +124,11 @@ class LMProtocol(Protocol):
             progress(f"{self.steps} steps of {self.batch_size} x {self.seq_len} tokens")
         task = lm_task(self.data, self.seq_len, self.tokenizer, self.vocab_size, max_eval_tokens=self.max_eval_tokens)
         torch.manual_seed(seed)
-        model = Backbone(genome, width, task.vocab_size, self.config, tie_embeddings=not self.embedding_only)
+        flavour = get_flavour(self.backbone)
+        model = flavour.build(
+            genome, width, task.vocab_size, self.config, tie_embeddings=not self.embedding_only,
+            max_positions=self.seq_len if flavour.learned_positions else None,
+        )  # fmt: skip
         if self.embedding_only:
             model.freeze_all_but_embeddings()
         config = TrainConfig(
@@ -152,8 +161,10 @@ class LMProtocol(Protocol):
         vocab = self.vocab_size or 256
         return {
             "summary": f"{self.steps} steps of {self.batch_size} x {self.seq_len} tokens ({self.tokenizer}, "
-            f"vocabulary {vocab}) on {corpus}{', embeddings only' if self.embedding_only else ''}",
+            f"vocabulary {vocab}) on {corpus}{', embeddings only' if self.embedding_only else ''}"
+            f"{'' if self.backbone == 'star' else f', {self.backbone} backbone'}",
             "embedding_only": self.embedding_only,
+            "backbone": self.backbone,
             "steps": self.steps,
             "batch_size": self.batch_size,
             "seq_len": self.seq_len,

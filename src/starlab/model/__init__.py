@@ -1,7 +1,9 @@
-"""Models built from genomes: the STAR backbone, the size/cache objectives read off it, and its memory check."""
+"""Models built from genomes: the STAR backbone (and its flavours), the size/cache objectives read off it, and
+its memory check."""
 
 from starlab.model.autoencoder import AutoEncoder
-from starlab.model.backbone import Backbone
+from starlab.model.backbone import INITS, Backbone
+from starlab.model.flavours import FLAVOURS, Flavour, get_flavour
 from starlab.model.memory import (
     TRAINING_FACTOR,
     available_bytes,
@@ -15,9 +17,12 @@ from starlab.model.objectives import SizeReport, measured_cache_bytes, size_repo
 from starlab.model.slots import build_slots
 
 __all__ = [
+    "FLAVOURS",
+    "INITS",
     "TRAINING_FACTOR",
     "AutoEncoder",
     "Backbone",
+    "Flavour",
     "SizeReport",
     "available_bytes",
     "build_slots",
@@ -25,6 +30,7 @@ __all__ = [
     "check_largest_model_fits",
     "check_model_fits",
     "estimate_model_bytes",
+    "get_flavour",
     "largest_model_bytes",
     "measured_cache_bytes",
     "size_report",

@@ -4,6 +4,11 @@
     for each slot i:   x = x + LIV_i(RMSNorm_i(x))        # LIV_i may share with earlier slots
     logits = head(RMSNorm(x))                             # tied by default: embed^T, scaled by width ** -0.5
 
+That is the default of the genome's backbone genes; they also give LayerNorm or no norm, post-norm
+(``x = norm_i(x + LIV_i(x))``, no final norm) and parallel pairs (``x = x + LIV_i(n_i(x)) + LIV_j(n_j(x))``),
+see :mod:`starlab.model.blocks`. ``init="gpt2"`` initialises as Hugging Face's GPT-2 (the random-transformer
+network, with the ``gpt2`` flavour of :mod:`starlab.model.flavours`).
+
 Sharing is real. Featurizer sharing: the slots of a group hold the *same* featurizer module, so its parameters
 exist (and train) once. Feature-group sharing: later members are built without a cached side and receive
 the cached features of the group's first member, in the parallel form and in decoding alike, so the group's
@@ -12,6 +17,8 @@ decode state exists once.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -20,6 +27,7 @@ from torch import Tensor, nn
 
 from starlab.genome import Genome
 from starlab.liv import LIVConfig, State, check_width
+from starlab.model.blocks import final_norm, residual_groups, slot_norms
 from starlab.model.memory import check_model_fits
 from starlab.model.slots import build_slots
 from starlab.model.validation import (
@@ -30,7 +38,13 @@ from starlab.model.validation import (
     check_vocab_size,
 )
 
-__all__ = ["Backbone", "build_slots", "sample"]
+__all__ = ["INITS", "Backbone", "build_slots", "sample"]
+
+#: initialisation schemes: STAR's (PyTorch defaults, N(0, 1) embeddings) and Hugging Face GPT-2's
+INITS = ("star", "gpt2")
+#: what a block hands the structure around it: (slot index, its input, the features it reuses) -> (output,
+#: its cached features)
+SlotCall = Callable[[int, Tensor, Any], tuple[Tensor, Any]]
 
 
 class Backbone(nn.Module):
@@ -38,7 +52,7 @@ class Backbone(nn.Module):
 
     Every argument is checked first (one-line ``ValueError``s), and a build off the meta device checks that
     the model fits in the memory of the default device before anything is allocated
-    (:func:`starlab.model.memory.check_model_fits`).
+    (:func:`starlab.model.memory.check_model_fits`). ``init`` is one of :data:`INITS`.
     """
 
     def __init__(
@@ -49,8 +63,11 @@ class Backbone(nn.Module):
         config: LIVConfig | None = None,
         tie_embeddings: bool = True,
         max_positions: int | None = None,
+        init: str = "star",
     ) -> None:
         super().__init__()
+        if init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
         vocab_size = check_vocab_size(vocab_size)
         #: the canonical genome: relabelled group ids and no-op sharing build the same model
         self.genome = genome = check_genome(genome)
@@ -68,19 +85,43 @@ class Backbone(nn.Module):
         self.feature_source = {i: src for i, src in enumerate(sources) if src is not None and src != i}
         #: slots whose cached features a later slot reuses
         self.feature_leaders = set(self.feature_source.values())
+        genes = genome.backbone
+        #: the slots of each residual add (one each, or parallel pairs)
+        self.groups = residual_groups(len(genome), genes.residual)
+        self.post_norm = genes.position == 2
 
         self.embed = nn.Embedding(vocab_size, width)
         #: optional learned absolute positions (the random-transformer setting); LIVs carry their own otherwise
         self.pos_embed = nn.Embedding(max_positions, width) if max_positions else None
-        self.norms = nn.ModuleList(nn.RMSNorm(width, eps=1e-6) for _ in genome.slots)
+        #: norms[i] is the norm slot i applies (nn.Identity where it has none)
+        self.norms = slot_norms(genes, len(genome), width)
         self.livs = nn.ModuleList(build_slots(genome, width, self.config))
-        self.final_norm = nn.RMSNorm(width, eps=1e-6)
+        self.final_norm = final_norm(genes, width)
         self.head = None if tie_embeddings else nn.Linear(width, vocab_size, bias=False)
+        if init == "gpt2":
+            self._init_gpt2()
+            return
         # N(0, 1) embeddings keep each token's identity a sizeable part of the residual stream next to the
         # slots' outputs (with N(0, 0.02), transformer++ stayed near chance on MAD recall where N(0, 1) solved it)
         for embedding in (self.embed, self.pos_embed):
             if embedding is not None:
                 nn.init.normal_(embedding.weight, std=1.0)
+
+    def _init_gpt2(self) -> None:
+        """Hugging Face GPT-2's ``_init_weights``: every Linear weight and embedding N(0, 0.02), biases 0, norm
+        gains 1 and biases 0; each output projection (GPT-2's ``c_proj``, here every slot's ``out_proj``)
+        N(0, 0.02 / sqrt(2 n_layer)) with n_layer = slots / 2 (a GPT-2 layer is two slots). Other parameters
+        (decay rates, filters) keep their class's initialisation."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, std=0.02)
+            if isinstance(module, (nn.Linear, nn.LayerNorm)) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+            if isinstance(module, (nn.LayerNorm, nn.RMSNorm)):
+                nn.init.ones_(module.weight)
+        for liv in self.livs:
+            if getattr(liv, "out_proj", None) is not None:
+                nn.init.normal_(liv.out_proj.weight, std=0.02 / math.sqrt(len(self.livs)))
 
     # ---- parallel form (training) --------------------------------------------------------------------
     def forward(self, tokens: Tensor) -> Tensor:
@@ -99,13 +140,25 @@ class Backbone(nn.Module):
 
     def hidden_states(self, x: Tensor) -> Tensor:
         """Run the slots on embeddings ``(batch, length, width)``; returns the final-normed hidden states."""
+        return self.blocks(x, lambda index, h, reused: self.livs[index].forward_features(h, shared=reused))
+
+    def blocks(self, x: Tensor, run: SlotCall) -> Tensor:
+        """The residual structure around the slots, the same in both forms: ``run`` computes one slot.
+
+        Each residual group reads one stream ``x``; its slots add to it in slot order (so a slot may reuse the
+        cached features of its pair partner), and post-norm normalises after the group's add.
+        """
         shared: dict[int, Any] = {}
-        for index, (norm, liv) in enumerate(zip(self.norms, self.livs, strict=True)):
-            reused = shared[self.feature_source[index]] if index in self.feature_source else None
-            y, cached = liv.forward_features(norm(x), shared=reused)
-            if index in self.feature_leaders:
-                shared[index] = cached
-            x = x + y
+        for group in self.groups:
+            stream = x
+            for index in group:
+                reused = shared[self.feature_source[index]] if index in self.feature_source else None
+                y, cached = run(index, stream if self.post_norm else self.norms[index](stream), reused)
+                if index in self.feature_leaders:
+                    shared[index] = cached
+                x = x + y
+            if self.post_norm:
+                x = self.norms[group[-1]](x)
         return self.final_norm(x)
 
     def logits(self, hidden: Tensor) -> Tensor:
@@ -128,18 +181,16 @@ class Backbone(nn.Module):
         """One token per sequence ``(batch,)`` -> logits ``(batch, vocab_size)`` and the updated state."""
         position = state[-1] if self.pos_embed is not None else 0
         x = self.embed_tokens(self.check_tokens(token, rank=1)[:, None], start=position)[:, 0]
-        shared: dict[int, Any] = {}
-        new_state = []
-        for index, (norm, liv) in enumerate(zip(self.norms, self.livs, strict=True)):
-            reused = shared[self.feature_source[index]] if index in self.feature_source else None
-            y, slot_state, cached = liv.step_features(norm(x), state[index], shared=reused)
-            if index in self.feature_leaders:
-                shared[index] = cached
-            new_state.append(slot_state)
-            x = x + y
+        new_state: list = [None] * len(self.livs)
+
+        def run(index: int, h: Tensor, reused: Any) -> tuple[Tensor, Any]:
+            y, new_state[index], cached = self.livs[index].step_features(h, state[index], shared=reused)
+            return y, cached
+
+        hidden = self.blocks(x, run)
         if self.pos_embed is not None:
             new_state.append(position + 1)
-        return self.logits(self.final_norm(x)), new_state
+        return self.logits(hidden), new_state
 
     @torch.no_grad()
     def generate(

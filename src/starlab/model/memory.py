@@ -40,6 +40,7 @@ from starlab.liv import (
     valid_operator_genomes,
 )
 from starlab.liv.build import TooLarge
+from starlab.model.blocks import norm_params
 from starlab.model.slots import build_slots
 from starlab.model.validation import (
     check_genome,
@@ -216,7 +217,8 @@ def largest_model_bytes(
     except _OVERFLOW as error:
         raise ValueError(f"a depth-{depth} model at width {width} cannot be sized: {_first_line(error)}") from None
     slot = max(per_class.values(), key=lambda size: size.bytes(training))
-    rows = vocab_size * (1 if tie_embeddings else 2) + (max_positions or 0) + depth + 1  # embeddings and norms
+    # embeddings and norms (at most the slots' and a final one, LayerNorm's gain and bias)
+    rows = vocab_size * (1 if tie_embeddings else 2) + (max_positions or 0) + 2 * (depth + 1)
     return _outer_size(rows * width).bytes(training) + depth * slot.bytes(training)
 
 
@@ -348,7 +350,8 @@ def _checked(genome, width, vocab_size, config, tie_embeddings, max_positions) -
 
 def _outer(model: _Model) -> Size:
     """The backbone's own parameters around the LIVs: embedding, untied head, positions, the norms."""
-    return _outer_size(model.embedding_params() + (len(model.genome) + 1) * model.width)
+    genome = model.genome
+    return _outer_size(model.embedding_params() + norm_params(genome.backbone, len(genome), model.width))
 
 
 def _outer_size(params: int) -> Size:

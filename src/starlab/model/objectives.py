@@ -61,7 +61,7 @@ def size_report(
     for index, liv in enumerate(model.livs):
         fresh = [p for p in liv.parameters() if id(p) not in seen]
         seen.update(id(p) for p in fresh)
-        norm = model.norms[index].weight.numel()
+        norm = sum(p.numel() for p in model.norms[index].parameters())  # none, a gain, or gain and bias
         slots.append(SlotReport(
             slot=index + 1,
             name=liv.name,
