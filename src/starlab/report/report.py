@@ -137,13 +137,15 @@ def hypervolume_figure(run: RunData) -> Figure:
 
 
 def class_frequency_figure(run: RunData) -> Figure:
-    """Stacked share of each LIV class among the population's slots, per generation."""
-    names = [c.name for c in classes()]
-    counts = np.array([
-        [Counter(get_class(s.cls).name for m in g.population for s in Genome.parse(m["genome"]).slots)[n]
-         for n in names]
+    """Stacked share of each LIV class among the population's slots, per generation; classes outside the pool
+    (operator genomes) after the pool's, by their operator genome, in order of first appearance."""
+    per_generation = [
+        Counter(get_class(s.cls).name for m in g.population for s in Genome.parse(m["genome"]).slots)
         for g in run.generations
-    ], dtype=float)  # fmt: skip
+    ]
+    names = [c.name for c in classes()]
+    names += list(dict.fromkeys(n for counter in per_generation for n in counter if n not in names))
+    counts = np.array([[counter[n] for n in names] for counter in per_generation], dtype=float)
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(8, 3.8), layout="constrained")
     cmap, bottom = plt.get_cmap("tab20"), np.zeros(len(run.generations))
