@@ -45,6 +45,14 @@ def non_negative_float(text: str) -> float:
     return _positive(text, float, "number", zero=True)
 
 
+def depth_range(text: str) -> str:
+    """A positive integer ``N`` or a range ``MIN:MAX`` of them, as text (the search config reads both)."""
+    parts = text.split(":")
+    if len(parts) > 2:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or MIN:MAX, got {text!r}")
+    return ":".join(str(_positive(part, int, "integer or MIN:MAX")) for part in parts)
+
+
 def micro_batch(text: str) -> int | str:
     """A positive integer, or ``auto``: the largest micro-batch the device holds (halved on out-of-memory)."""
     return "auto" if text.strip().lower() == "auto" else _positive(text, int, "integer or auto")
@@ -383,7 +391,7 @@ def evolve(args: argparse.Namespace) -> None:
         "generations": args.generations, "depth": args.depth, "width": args.width, "seed": args.seed,
         "budget": args.budget, "ladder": args.ladder, "eta": args.eta, "data": args.data,
         "surrogate": args.surrogate or None, "breed_factor": args.breed_factor, "exploration": args.exploration,
-        "asynchronous": args.asynchronous or None,
+        "asynchronous": args.asynchronous or None, "backbone_genes": args.backbone_genes or None,
         "objectives": args.objectives, "seeds": args.seeds,
         "protocol_settings": dict(args.protocol_setting) if args.protocol_setting else None,
     }  # fmt: skip
@@ -595,14 +603,6 @@ def add_genome_arguments(
     parser.set_defaults(default_depth=depth)
 
 
-def add_assessment_commands(groups, genome_help: str) -> None:
-    from starlab.assess import KINDS, protocol_names
-    from starlab.tasks.algorithmic import ALGORITHMIC_TASKS
-    from starlab.tasks.mad import MAD_TASKS
-    from starlab.tasks.tokenizer import DEFAULT_BPE_VOCAB
-
-    mad_parser = groups.add_parser("mad", help="assess a genome on the MAD synthetic suite")
-    add_genome_arguments(mad_parser, genome_help, 4)
 def add_backbone_argument(parser) -> None:
     from starlab.model import FLAVOURS
 
@@ -613,6 +613,14 @@ def add_backbone_argument(parser) -> None:
     )  # fmt: skip
 
 
+def add_assessment_commands(groups, genome_help: str) -> None:
+    from starlab.assess import KINDS, protocol_names
+    from starlab.tasks.algorithmic import ALGORITHMIC_TASKS
+    from starlab.tasks.mad import MAD_TASKS
+    from starlab.tasks.tokenizer import DEFAULT_BPE_VOCAB
+
+    mad_parser = groups.add_parser("mad", help="assess a genome on the MAD synthetic suite")
+    add_genome_arguments(mad_parser, genome_help, 4)
     mad_parser.add_argument(
         "--protocol",
         default="quick",
@@ -631,6 +639,7 @@ def add_backbone_argument(parser) -> None:
     algo_parser.add_argument("--embedding-only", action="store_true", help="train only embeddings and unembedding")
     algo_parser.add_argument("--no-positions", action="store_true", help="no learned absolute positions")
     algo_parser.add_argument("--steps", type=positive_int, help="training steps (default: the task's budget)")
+    add_backbone_argument(algo_parser)
     algo_parser.set_defaults(handler=algo)
 
     lm_parser = groups.add_parser("lm", help="train a genome as a language model; report perplexity")
@@ -639,7 +648,6 @@ def add_backbone_argument(parser) -> None:
     lm_parser.add_argument(
         "--protocol",
         default="lm-quick",
-    add_backbone_argument(algo_parser)
         choices=protocol_names("lm"),
         help="LM protocol (default lm-quick; starlab protocols --kind lm)",
     )
@@ -665,6 +673,7 @@ def add_backbone_argument(parser) -> None:
                            "default: the whole batch at once)")  # fmt: skip
     lm_parser.add_argument("--embedding-only", action="store_true",
                            help="train only the embedding and unembedding (random-transformer setting)")  # fmt: skip
+    add_backbone_argument(lm_parser)
     lm_parser.add_argument("--compile", action="store_true",
                            help="train through torch.compile (for long GPU runs; compiling takes a while)")  # fmt: skip
     lm_parser.set_defaults(handler=lm)
@@ -673,7 +682,6 @@ def add_backbone_argument(parser) -> None:
     listing.add_argument("--kind", choices=KINDS, help="only protocols of this kind")
     listing.add_argument("--json", action="store_true", help=JSON_HELP)
     listing.set_defaults(handler=protocols)
-    add_backbone_argument(lm_parser)
 
 
 def add_data_commands(groups) -> None:
@@ -729,7 +737,10 @@ def add_evolution_commands(groups) -> None:
                     f"searches: {'|'.join(OBJECTIVE_PRESETS)}")  # fmt: skip
     ev.add_argument("--population", type=positive_int, help="genomes per generation (4..4096; default: the preset's)")
     ev.add_argument("--generations", type=int, help="generations after the initial population (default: the preset's)")
-    ev.add_argument("--depth", type=positive_int, help="slots per genome (1..256; default: the preset's)")
+    ev.add_argument("--depth", type=depth_range, metavar="N|MIN:MAX", help="slots per genome (1..256; default: "
+                    "the preset's), or a range: any depth MIN..MAX, with slot insertion and deletion")  # fmt: skip
+    ev.add_argument("--backbone-genes", action="store_true", help="also evolve the backbone genes: norm kind, pre- "
+                    "or post-norm, sequential or parallel residual (default: STAR's pre-norm RMSNorm)")  # fmt: skip
     ev.add_argument("--width", type=positive_int, help="model width (default: the protocol's)")
     ev.add_argument("--seed", type=int, help="seed of the search and of every evaluation (default 0)")
     ev.add_argument("--seeds", help="comma-separated genomes or presets for the initial population")

@@ -5,6 +5,10 @@ stores, exactly, whatever the algorithm; ``generations`` caps the generations (`
 spent). Multi-fidelity: ``ladder`` names the rungs, cheapest first, and ``eta`` how selective each promotion
 is. ``surrogate`` pre-screens ``breed_factor`` times more offspring than are assessed; ``asynchronous`` breeds
 a new candidate whenever a worker is free instead of generation by generation.
+
+Genome shape: ``depth`` slots, or with ``min_depth`` any depth in ``min_depth..depth`` (given as text
+``"MIN:MAX"`` in ``depth``, stored as the two integers); ``backbone_genes`` makes the backbone's norm, norm
+position and residual genes part of the search. Presets named as seeds are built at ``depth``, the deepest.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from starlab.assess.assessment import MAX_SEED
 from starlab.errors import Setting, SettingError
 from starlab.evolve.algorithms import ALGORITHMS
 from starlab.evolve.presets import search_preset
+from starlab.evolve.problem import GenomeProblem
 from starlab.genome import MAX_SLOTS, PRESETS, Genome, resolve
 from starlab.liv import check_width
 from starlab.model import check_largest_model_fits
@@ -42,7 +47,9 @@ class SearchConfig:
 
     protocol: str = "demo"  # the search protocol: every candidate is assessed with it (the ladder's bottom rung)
     protocol_settings: dict[str, Any] = field(default_factory=dict)  # e.g. {"size": "paper"}: a variant
-    depth: int = 4
+    depth: int = 4  # slots per genome; the deepest with min_depth. Text "N" or "MIN:MAX" sets both
+    min_depth: int | None = None  # None: every genome has depth slots; else the shallowest (variable depth)
+    backbone_genes: bool = False  # evolve the backbone genes (norm, position, residual); else STAR's backbone
     width: int | None = None  # None: the protocol's width
     objectives: tuple[str, ...] = ("quality", "params", "cache")
     algorithm: str = "nsga2"
@@ -65,6 +72,7 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         self._check_types()
+        self._read_depth()
         seeds = self.seeds.split(",") if isinstance(self.seeds, str) else self.seeds
         object.__setattr__(self, "objectives", check_objectives(self.objectives))
         object.__setattr__(self, "seeds", tuple(s.strip() for s in seeds if s.strip()))
@@ -78,6 +86,7 @@ class SearchConfig:
         checks = {
             "algorithm": (self.algorithm in ALGORITHMS, f"one of {', '.join(ALGORITHMS)}"),
             "depth": (1 <= self.depth <= MAX_SLOTS, f"an integer in 1..{MAX_SLOTS}"),
+            "min_depth": (self.min_depth is None or 1 <= self.min_depth <= self.depth, "null or in 1..depth"),
             "seed": (0 <= self.seed <= MAX_SEED, "a non-negative integer (at most 2**63-1)"),
             "population": (4 <= self.population <= MAX_POPULATION, f"an integer in 4..{MAX_POPULATION}"),
             "generations": (self.generations is None or self.generations >= 0, "an integer >= 0 or null"),
@@ -116,6 +125,9 @@ class SearchConfig:
                                    Setting("ladder"), Setting("protocol"), self.protocol, self.ladder[0])  # fmt: skip
             if len(set(self.ladder)) != len(self.ladder):
                 raise SettingError("{0} names a protocol twice: {1}", Setting("ladder"), ",".join(self.ladder))
+        if self.min_depth is not None and self.surrogate:
+            raise SettingError("{0} reads a fixed number of slots; it is not combined with a depth range ({1} "
+                               "MIN:MAX) yet", Setting("surrogate"), Setting("depth"))  # fmt: skip
         if self.asynchronous and (self.ladder or self.surrogate or self.algorithm == "firefly"):
             raise SettingError(
                 "{0} breeds one candidate at a time with nsga2, ga or random; it is not combined with {1}, {2} "
@@ -138,7 +150,8 @@ class SearchConfig:
     def _check_types(self) -> None:
         """Settings read from a file may have any JSON type; a wrong one is a one-line error, not a traceback."""
         kinds = {
-            "protocol": (str,), "depth": (int,), "population": (int,), "generations": (int, type(None)), "seed": (int,),
+            "protocol": (str,), "depth": (int, str), "min_depth": (int, type(None)), "backbone_genes": (bool,),
+            "population": (int,), "generations": (int, type(None)), "seed": (int,),
             "elites": (int,), "budget": (int, type(None)), "crossover_at_slots": (bool,), "mutation_prob": (int, float),
             "width": (int, type(None)), "data": (str, type(None)), "protocol_settings": (dict,),
             "objectives": (str, list, tuple), "seeds": (str, list, tuple), "weights": (list, tuple),
@@ -157,16 +170,53 @@ class SearchConfig:
         if not all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) for w in self.weights):
             raise ValueError(f"search setting weights = {_short(self.weights)} must be a list of finite numbers")
 
+    def _read_depth(self) -> None:
+        """``depth`` given as text: ``"N"`` (a fixed depth) or ``"MIN:MAX"`` (a range); a range of one depth is
+        that fixed depth."""
+        if isinstance(self.depth, str):
+            parts = [part.strip() for part in self.depth.split(":")]
+            if len(parts) > 2 or not all(part.isascii() and part.isdigit() and len(part) <= 4 for part in parts):
+                raise ValueError(f"search setting depth = {_short(self.depth)} must be an integer in 1..{MAX_SLOTS} "
+                                 f"or MIN:MAX with 1 <= MIN <= MAX <= {MAX_SLOTS}")  # fmt: skip
+            object.__setattr__(self, "min_depth", int(parts[0]))
+            object.__setattr__(self, "depth", int(parts[-1]))
+            if self.min_depth > self.depth:
+                raise ValueError(f"search setting depth = {self.min_depth}:{self.depth} must have MIN <= MAX")
+        if self.min_depth == self.depth:
+            object.__setattr__(self, "min_depth", None)
+
+    @property
+    def depth_range(self) -> tuple[int, int]:
+        """The shallowest and the deepest genome of the search (equal for a fixed depth)."""
+        return (self.depth if self.min_depth is None else self.min_depth), self.depth
+
+    def depth_text(self) -> str:
+        """``"4"`` or ``"2:4"``, as ``--depth`` takes it."""
+        low, high = self.depth_range
+        return f"{low}:{high}" if low < high else str(high)
+
     def search_protocol(self) -> Protocol:
         """The protocol every candidate is assessed with: the named one, with this search's settings and data."""
         return get_protocol(self.protocol).with_settings(**self.protocol_settings).with_data(self.data)
 
     def seed_genomes(self) -> list[Genome]:
-        """The initial population's seeds as genomes (presets at the search depth), checked before any work."""
+        """The initial population's seeds as genomes (presets at the search depth, the deepest of a range),
+        checked before any work."""
         genomes = [self._seed_genome(text) for text in self.seeds]
+        low, high = self.depth_range
+        problem = GenomeProblem(self.depth, min_depth=self.min_depth, backbone_genes=self.backbone_genes)
         for text, genome in zip(self.seeds, genomes, strict=True):
-            if len(genome) != self.depth:
-                raise ValueError(f"seed genome {text} has {len(genome)} slots; this search uses depth {self.depth}")
+            if not low <= len(genome) <= high:
+                raise ValueError(
+                    f"seed genome {text} has {len(genome)} slots; this search uses depth {self.depth_text()}"
+                )
+            if not (genome.backbone.is_default or self.backbone_genes):
+                raise SettingError("seed genome {0} has backbone genes {1}; the search evolves them only with {2}",
+                                   text, genome.backbone.text(), Setting("backbone_genes"))  # fmt: skip
+            try:
+                problem.encode(genome)  # anything else the search's genes cannot hold
+            except ValueError as error:
+                raise ValueError(f"seed genome {text} cannot be searched: {error}") from None
         return genomes
 
     def _seed_genome(self, text: str) -> Genome:
@@ -175,8 +225,9 @@ class SearchConfig:
         try:
             return resolve(text, self.depth)
         except ValueError as error:
-            raise SettingError("seed genome {0} cannot be built at depth {1} ({2}); change {3} or {4}",
-                               text, self.depth, error, Setting("depth"), Setting("seeds")) from None  # fmt: skip
+            deepest = ", the deepest of the range" if self.min_depth is not None else ""
+            raise SettingError("seed genome {0} cannot be built at depth {1}{2} ({3}); change {4} or {5}", text,
+                               self.depth, deepest, error, Setting("depth"), Setting("seeds")) from None  # fmt: skip
 
     def conflicts(self, **overrides: Any) -> dict[str, tuple[Any, Any]]:
         """The given settings (``None``: not given) that differ from this config: name -> (given, this one's).
@@ -185,7 +236,11 @@ class SearchConfig:
         """
         given = _given(overrides)
         changed = dataclasses.replace(self, **given) if given else self
-        return {k: (getattr(changed, k), getattr(self, k)) for k in given if getattr(changed, k) != getattr(self, k)}
+
+        def shown(config: SearchConfig, name: str) -> Any:  # a depth is its range
+            return config.depth_text() if name == "depth" else getattr(config, name)
+
+        return {k: (shown(changed, k), shown(self, k)) for k in given if shown(changed, k) != shown(self, k)}
 
     def to_json(self) -> dict:
         return asdict(self)

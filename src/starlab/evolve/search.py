@@ -110,7 +110,8 @@ class Search:
         self.protocol, top = self.rungs[0], self.rungs[-1]
         self.width = config.width or self.protocol.width
         self.objectives = Objectives(config.objectives, self.protocol, config.depth, self.width, top.worst_quality)
-        self.problem = GenomeProblem(config.depth, self.objectives, self.assess_genomes)
+        self.problem = GenomeProblem(config.depth, self.objectives, self.assess_genomes, min_depth=config.min_depth,
+                                     backbone_genes=config.backbone_genes)  # fmt: skip
         self.archive = Archive(config.rungs(), top.worst_quality)
         self.new_evaluations, self.generation = 0, 0
         self.promoted: dict[str, int] = {}  # this generation's promotions, per rung

@@ -47,7 +47,7 @@ from starlab.assess import Evaluation
 from starlab.evolve.algorithms import make_algorithm
 from starlab.evolve.outcome import SearchSummary, check_not_all_failed
 from starlab.evolve.problem import GenomeProblem
-from starlab.genome import Genome, random_genome
+from starlab.genome import Genome
 from starlab.status import Status
 from starlab.store import Generation, StoreError
 
@@ -222,11 +222,11 @@ class SteadyState:
 
     def _draw(self, rng: np.random.Generator, earlier: set[str]) -> Genome | None:
         for _ in range(DRAWS):
-            genome = random_genome(self.config.depth, rng)
+            genome = self.problem.random_genome(rng)
             if genome.hash() not in earlier:
                 return genome
         for _ in range(DRAWS * (len(earlier) + 1)):  # a small space: as many draws as finding all of it takes
-            genome = random_genome(self.config.depth, rng)
+            genome = self.problem.random_genome(rng)
             if genome.hash() not in earlier:
                 return genome
         return None

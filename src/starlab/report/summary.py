@@ -183,7 +183,7 @@ def _context(run: RunData) -> str:
     config = run.config
     total, successful, generations, front = len(run.evaluations), len(run.successful), len(run.generations), run.front
     sentence = (
-        f"This {config.get('algorithm', 'nsga2')} search assessed {total} genomes of {config['depth']} slots at "
+        f"This {config.get('algorithm', 'nsga2')} search assessed {total} genomes of {_slots(config)} at "
         f"width {run.width} under protocol {config['protocol']} in {generations} "
         f"generation{'s' * (generations != 1)}, minimising {', '.join(config['objectives'])}; the Pareto front "
         f"over all {successful} successful evaluations holds {len(front)} genome{'s' * (len(front) != 1)}. "
@@ -198,6 +198,13 @@ def _context(run: RunData) -> str:
         sentence += f" {detail} {'is' if unsuccessful == 1 else 'are'} left out of the front"
         sentence += f" (the first error: {error})." if error else "."
     return sentence
+
+
+def _slots(config: dict) -> str:
+    """``4 slots``, ``2 to 4 slots`` (a depth range), with ``and evolved backbone genes`` where they were."""
+    depth, low = config["depth"], config.get("min_depth")
+    slots = f"{depth} slots" if low is None else f"{low} to {depth} slots"
+    return slots + (" and evolved backbone genes" if config.get("backbone_genes") else "")
 
 
 def spending_sentence(run: RunData) -> str:

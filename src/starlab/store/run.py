@@ -23,7 +23,8 @@ from starlab.store.sqlite import Generation, RunStore, StoreError
 #: Every key of a stored search config (``SearchConfig.to_json`` writes all of them) and its JSON types. The
 #: search checks the ranges when it resumes; readers (report, export) check the types and what they use.
 STORED_CONFIG_TYPES: dict[str, tuple[type, ...]] = {
-    "protocol": (str,), "protocol_settings": (dict,), "depth": (int,), "width": (int, type(None)),
+    "protocol": (str,), "protocol_settings": (dict,), "depth": (int,), "min_depth": (int, type(None)),
+    "backbone_genes": (bool,), "width": (int, type(None)),
     "objectives": (list,), "algorithm": (str,), "population": (int,), "generations": (int, type(None)),
     "budget": (int, type(None)), "seed": (int,), "seeds": (list,), "mutation_prob": (int, float),
     "crossover_at_slots": (bool,), "elites": (int,), "weights": (list,), "ladder": (list,), "eta": (int,),
