@@ -392,7 +392,7 @@ def evolve(args: argparse.Namespace) -> None:
         "budget": args.budget, "ladder": args.ladder, "eta": args.eta, "data": args.data,
         "surrogate": args.surrogate or None, "breed_factor": args.breed_factor, "exploration": args.exploration,
         "asynchronous": args.asynchronous or None, "backbone_genes": args.backbone_genes or None,
-        "objectives": args.objectives, "seeds": args.seeds,
+        "operator_genes": args.operator_genes or None, "objectives": args.objectives, "seeds": args.seeds,
         "protocol_settings": dict(args.protocol_setting) if args.protocol_setting else None,
     }  # fmt: skip
     if args.ladder and args.protocol is None:  # the ladder's bottom rung is the search protocol
@@ -741,9 +741,12 @@ def add_evolution_commands(groups) -> None:
                     "the preset's), or a range: any depth MIN..MAX, with slot insertion and deletion")  # fmt: skip
     ev.add_argument("--backbone-genes", action="store_true", help="also evolve the backbone genes: norm kind, pre- "
                     "or post-norm, sequential or parallel residual (default: STAR's pre-norm RMSNorm)")  # fmt: skip
+    ev.add_argument("--operator-genes", action="store_true", help="search each slot's class as its operator genome "
+                    "[f,t,s,n,c]: LIVs outside the 17 of the pool (default: pool classes)")  # fmt: skip
     ev.add_argument("--width", type=positive_int, help="model width (default: the protocol's)")
     ev.add_argument("--seed", type=int, help="seed of the search and of every evaluation (default 0)")
-    ev.add_argument("--seeds", help="comma-separated genomes or presets for the initial population")
+    ev.add_argument("--seeds", help="genomes or presets for the initial population, separated by commas (or by "
+                    "semicolons when a genome's text holds commas)")  # fmt: skip
     ev.add_argument("--budget", type=positive_int, help="store exactly this many evaluations of the search protocol "
                     "(without --generations: run until it is spent)")  # fmt: skip
     ev.add_argument("--ladder", metavar="P1,P2,...", help="multi-fidelity rungs, cheapest first (e.g. demo,quick): "

@@ -37,12 +37,18 @@ MAX_POPULATION = 4096
 MAX_BUDGET = 10**6
 
 
+def split_seeds(text: str) -> list[str]:
+    """Seeds given as text: separated by semicolons when there is one (genome texts such as
+    ``12,1,1,1,1-91111`` or ``[1,2,1,1,3],1,1,1,1-91111`` hold commas), else by commas."""
+    return text.split(";") if ";" in text else text.split(",")
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     """Everything that defines a run. Stored in the run directory; resuming reuses it as is.
 
     ``objectives`` may be given as a list, comma-separated text or a preset (``quality``, ``size``, ``cache``);
-    ``seeds`` (genomes or preset names for the initial population) as a list or comma-separated text.
+    ``seeds`` (genomes or preset names for the initial population) as a list or text (:func:`split_seeds`).
     """
 
     protocol: str = "demo"  # the search protocol: every candidate is assessed with it (the ladder's bottom rung)
@@ -50,6 +56,7 @@ class SearchConfig:
     depth: int = 4  # slots per genome; the deepest with min_depth. Text "N" or "MIN:MAX" sets both
     min_depth: int | None = None  # None: every genome has depth slots; else the shallowest (variable depth)
     backbone_genes: bool = False  # evolve the backbone genes (norm, position, residual); else STAR's backbone
+    operator_genes: bool = False  # classes as operator genomes [f,t,s,n,c]: search below the pool's 17 classes
     width: int | None = None  # None: the protocol's width
     objectives: tuple[str, ...] = ("quality", "params", "cache")
     algorithm: str = "nsga2"
@@ -73,7 +80,7 @@ class SearchConfig:
     def __post_init__(self) -> None:
         self._check_types()
         self._read_depth()
-        seeds = self.seeds.split(",") if isinstance(self.seeds, str) else self.seeds
+        seeds = split_seeds(self.seeds) if isinstance(self.seeds, str) else self.seeds
         object.__setattr__(self, "objectives", check_objectives(self.objectives))
         object.__setattr__(self, "seeds", tuple(s.strip() for s in seeds if s.strip()))
         object.__setattr__(self, "weights", tuple(self.weights))
@@ -151,6 +158,7 @@ class SearchConfig:
         """Settings read from a file may have any JSON type; a wrong one is a one-line error, not a traceback."""
         kinds = {
             "protocol": (str,), "depth": (int, str), "min_depth": (int, type(None)), "backbone_genes": (bool,),
+            "operator_genes": (bool,),
             "population": (int,), "generations": (int, type(None)), "seed": (int,),
             "elites": (int,), "budget": (int, type(None)), "crossover_at_slots": (bool,), "mutation_prob": (int, float),
             "width": (int, type(None)), "data": (str, type(None)), "protocol_settings": (dict,),
@@ -204,7 +212,8 @@ class SearchConfig:
         checked before any work."""
         genomes = [self._seed_genome(text) for text in self.seeds]
         low, high = self.depth_range
-        problem = GenomeProblem(self.depth, min_depth=self.min_depth, backbone_genes=self.backbone_genes)
+        problem = GenomeProblem(self.depth, min_depth=self.min_depth, backbone_genes=self.backbone_genes,
+                                operator_genes=self.operator_genes)  # fmt: skip
         for text, genome in zip(self.seeds, genomes, strict=True):
             if not low <= len(genome) <= high:
                 raise ValueError(

@@ -2,8 +2,9 @@
 
 pymoo sees a genome as a fixed-length integer vector with per-gene bounds; everything it does (sorting,
 crowding, tournaments, hypervolume) works on that vector. The vector is ``depth`` slots of the genes
-:class:`SlotLayout` lists (five today: class, then the four sharing genes), then, with ``backbone_genes``, the
-three backbone genes (norm, position, residual). With a fixed depth every slot is occupied and the vector is
+:class:`SlotLayout` lists (the class, then the four sharing genes; with ``operator_genes``,
+:class:`OperatorSlotLayout`: the five operator genes in place of the class), then, with ``backbone_genes``,
+the three backbone genes (norm, position, residual). With a fixed depth every slot is occupied and the vector is
 exactly the genome's ``5 * depth`` integers. With a depth range ``min_depth..depth`` the vector keeps room for
 the deepest genome: a class gene of :data:`EMPTY` (0) marks a slot as empty, only slots past ``min_depth`` may
 be empty (their class gene's lower bound is 0, the others' a class id), and decoding drops the empty slots, so
@@ -30,7 +31,8 @@ from pymoo.core.problem import Problem
 from starlab.assess import Evaluation, Objectives
 from starlab.genome import BACKBONE_GENE_RANGES, FIELDS, BackboneGenes, Genome, Slot, gene_ranges
 from starlab.genome.backbone import BACKBONE_FIELDS
-from starlab.liv import class_ids
+from starlab.liv import class_ids, get_class
+from starlab.liv.operator import NONLINEARITY_CODES, OPERATOR_FIELDS, OPERATOR_GENE_RANGES
 
 #: Assesses genomes (in order) and returns one evaluation each.
 AssessGenomes = Callable[[Sequence[Genome]], list[Evaluation]]
@@ -77,7 +79,7 @@ class SlotLayout:
         """The slot's genes; a class outside the pool (an operator genome) has no class gene here."""
         if not isinstance(slot.cls, int):
             raise ValueError(f"slot {slot.text()} has an operator genome for its class; this search's class genes "
-                             "hold pool class ids")  # fmt: skip
+                             "hold pool class ids (search with operator_genes, --operator-genes)")  # fmt: skip
         return list(slot)
 
     def empty(self) -> list[int]:
@@ -95,19 +97,47 @@ class SlotLayout:
         return drawn
 
 
+class OperatorSlotLayout(SlotLayout):
+    """Operator genes: a slot's class is its operator genome ``[f, t, s, n, c]`` (:mod:`starlab.liv.operator`),
+    five genes, so mutation and crossover act below the class level. Decoding repairs the operator genome
+    (the featurizer gene ``f`` is kept, the parts that do not fit it take its pool values) and a genome equal to
+    a pool class's is that class. The featurizer gene comes first: its :data:`EMPTY` marks an empty slot."""
+
+    def genes(self, depth: int) -> tuple[Gene, ...]:
+        operator = [
+            Gene(name, low, high) for name, (low, high) in zip(OPERATOR_FIELDS, OPERATOR_GENE_RANGES, strict=True)
+        ]
+        nonlinearity = OPERATOR_FIELDS.index("nonlinearity")
+        operator[nonlinearity] = dataclasses.replace(operator[nonlinearity], values=NONLINEARITY_CODES)
+        return *operator, *super().genes(depth)[1:]
+
+    @property
+    def size(self) -> int:
+        return len(OPERATOR_FIELDS) + len(FIELDS) - 1
+
+    def to_slot(self, genes: Sequence[int]) -> list:
+        operator, sharing = [int(g) for g in genes[: len(OPERATOR_FIELDS)]], genes[len(OPERATOR_FIELDS) :]
+        return [operator, *(int(g) for g in sharing)]
+
+    def from_slot(self, slot: Slot) -> list[int]:
+        return [*get_class(slot.cls).operator_genome, *slot[1:]]
+
+
 class GenomeProblem(Problem):
     """Genomes of ``min_depth..depth`` slots (default: exactly ``depth``), with the backbone genes when
-    ``backbone_genes``; F = ``objectives`` of what ``assess`` returns (both optional for operators)."""
+    ``backbone_genes`` and operator genomes for classes when ``operator_genes``; F = ``objectives`` of what
+    ``assess`` returns (both optional for operators)."""
 
     def __init__(
         self, depth: int, objectives: Objectives | None = None, assess: AssessGenomes | None = None, *,
-        min_depth: int | None = None, backbone_genes: bool = False,
+        min_depth: int | None = None, backbone_genes: bool = False, operator_genes: bool = False,
     ) -> None:  # fmt: skip
         self.depth, self.objectives, self.assess = depth, objectives, assess
         self.min_depth = depth if min_depth is None else min_depth
         if not 1 <= self.min_depth <= depth:
             raise ValueError(f"min_depth must be in 1..depth ({depth}), got {self.min_depth}")
-        self.backbone_genes, self.layout = backbone_genes, SlotLayout()
+        self.backbone_genes, self.operator_genes = backbone_genes, operator_genes
+        self.layout = OperatorSlotLayout() if operator_genes else SlotLayout()
         self.genes = self._gene_table()
         n_obj = len(objectives.names) if objectives else 1
         xl, xu = (np.array([getattr(gene, bound) for gene in self.genes]) for bound in ("low", "high"))

@@ -111,7 +111,8 @@ class Search:
         self.width = config.width or self.protocol.width
         self.objectives = Objectives(config.objectives, self.protocol, config.depth, self.width, top.worst_quality)
         self.problem = GenomeProblem(config.depth, self.objectives, self.assess_genomes, min_depth=config.min_depth,
-                                     backbone_genes=config.backbone_genes)  # fmt: skip
+                                     backbone_genes=config.backbone_genes,
+                                     operator_genes=config.operator_genes)  # fmt: skip
         self.archive = Archive(config.rungs(), top.worst_quality)
         self.new_evaluations, self.generation = 0, 0
         self.promoted: dict[str, int] = {}  # this generation's promotions, per rung
@@ -123,7 +124,7 @@ class Search:
         if resume:
             if stored is None:
                 raise StoreError("run store in {0} has no search config; it is not a starlab search", directory)
-            config = SearchConfig.from_json(check_config_keys(stored, directory))  # a missing key is no default
+            config = SearchConfig.from_json(check_config_keys(stored, directory))  # only later-added keys default
             self.store.check()  # every stored record readable before the replay writes anything
             return config
         if stored is not None:

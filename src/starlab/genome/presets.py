@@ -8,6 +8,7 @@ attention, swiglu]``), and the hybrid's other family everywhere else.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def resolve(text: str, depth: int | None = None, repair: bool = False) -> Genome
     stripped = text.strip()
     if stripped.lower() in PRESETS:
         return preset(stripped, depth or DEFAULT_DEPTH)
-    if stripped.startswith(("{", "[")):
+    if stripped.startswith("{") or re.match(r"\[\s*[\[{\]]", stripped):  # JSON; "[1,2,1,1,3],..." is text
         return Genome.from_json(stripped, repair=repair)
     if stripped.endswith(".json"):
         path = Path(stripped)

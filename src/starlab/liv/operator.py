@@ -52,6 +52,8 @@ from starlab.liv.pool import LIVClass
 #: Inclusive ranges of the five operator genes (f, t, s, n, c); codes outside the named ones are invalid.
 OPERATOR_GENE_RANGES = ((1, 17), (1, 4), (1, 1), (1, 4), (1, 3))
 OPERATOR_FIELDS = ("featurizer", "token_mixing", "sparsity", "nonlinearity", "channel_mixing")
+#: The nonlinearity codes the paper names (3 is not one of them).
+NONLINEARITY_CODES = tuple(pool.NONLINEARITY)
 FIRST_DIFFERENTIAL = 10
 DIFFERENTIAL_OFFSET = FIRST_DIFFERENTIAL - 1
 

@@ -24,7 +24,7 @@ from starlab.store.sqlite import Generation, RunStore, StoreError
 #: search checks the ranges when it resumes; readers (report, export) check the types and what they use.
 STORED_CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "protocol": (str,), "protocol_settings": (dict,), "depth": (int,), "min_depth": (int, type(None)),
-    "backbone_genes": (bool,), "width": (int, type(None)),
+    "backbone_genes": (bool,), "operator_genes": (bool,), "width": (int, type(None)),
     "objectives": (list,), "algorithm": (str,), "population": (int,), "generations": (int, type(None)),
     "budget": (int, type(None)), "seed": (int,), "seeds": (list,), "mutation_prob": (int, float),
     "crossover_at_slots": (bool,), "elites": (int,), "weights": (list,), "ladder": (list,), "eta": (int,),
@@ -33,11 +33,17 @@ STORED_CONFIG_TYPES: dict[str, tuple[type, ...]] = {
 }  # fmt: skip
 
 
+#: Settings added after runs were first stored, with the value every run stored before them had.
+ADDED_CONFIG_DEFAULTS: dict[str, Any] = {"min_depth": None, "backbone_genes": False, "operator_genes": False}
+
+
 def check_config_keys(config: Any, directory: str | Path) -> dict[str, Any]:
-    """The stored config as a dict holding exactly :data:`STORED_CONFIG_TYPES`' keys, or a one-line error."""
+    """The stored config as a dict holding exactly :data:`STORED_CONFIG_TYPES`' keys, or a one-line error. A run
+    stored before a setting existed reads as having its default (:data:`ADDED_CONFIG_DEFAULTS`)."""
     if not isinstance(config, dict):
         kind = "nothing" if config is None else f"a JSON {type(config).__name__}"
         raise StoreError("run {0} is corrupt: its stored search config is {1}, not an object", directory, kind)
+    config = {**ADDED_CONFIG_DEFAULTS, **config}
     unknown, missing = sorted(set(config) - set(STORED_CONFIG_TYPES)), sorted(set(STORED_CONFIG_TYPES) - set(config))
     if unknown or missing:
         what = "; ".join(
