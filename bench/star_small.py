@@ -620,15 +620,20 @@ def main(argv: Iterable[str] | None = None) -> int:
         parser.error("--picks must be in 1..8")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     study = Study(args.out, settings(args))
-    stages = STAGES if args.stage == "all" else (args.stage,)
+    return run_stages(study, STAGES if args.stage == "all" else (args.stage,), RUNNERS, args)
+
+
+def run_stages(study: Study, stages: tuple[str, ...], runners: dict[str, Callable], args: argparse.Namespace) -> int:
+    """Run ``stages`` in order on ``args.workers`` processes (the report alone needs none); Ctrl-C or ``kill``
+    stops with what is stored kept, and says so."""
     if stages == ("report",):
-        stage_report(study, None, args)
+        runners["report"](study, None, args)
         return 0
     executor = StudyExecutor(study, make_executor("process", args.workers, 1))
     try:
         with runtime.sigterm_interrupts():  # `kill PID` stops a study run in the background the same way
             for stage in stages:
-                RUNNERS[stage](study, executor, args)
+                runners[stage](study, executor, args)
     except KeyboardInterrupt:
         print(f"stopped; {len(study.data['evaluations'])} evaluations are stored in {study.path}: run the same command "
               "again to continue")  # fmt: skip
