@@ -16,6 +16,7 @@ import torch
 from starlab.genome import BackboneGenes, Genome
 from starlab.liv import LIVConfig
 from starlab.model import Backbone, estimate_model_bytes, get_flavour, measured_cache_bytes, size_report
+from test_model import decode_logits
 
 WIDTH, VOCAB = 16, 11
 CONFIG = LIVConfig(head_dim=8, recurrence_head_dim=8, scan_chunk=4)
@@ -39,14 +40,6 @@ def build(genome, seed=0, **kwargs):
     for parameter in model.parameters():  # off the initialisation (unit norm gains, zero biases)
         parameter.data.add_(0.1 * torch.randn_like(parameter))
     return model
-
-
-def decode_logits(model, tokens):
-    state, out = model.init_state(tokens.shape[0]), []
-    for t in range(tokens.shape[1]):
-        logits, state = model.step(tokens[:, t], state)
-        out.append(logits)
-    return torch.stack(out, dim=1)
 
 
 def test_the_default_backbone_is_the_one_before_backbone_genes():

@@ -13,6 +13,7 @@ from starlab.cli import main
 from starlab.genome import preset
 from starlab.liv import LIVConfig
 from starlab.model import get_flavour
+from test_model import decode_logits
 
 transformers = pytest.importorskip("transformers")
 
@@ -67,11 +68,7 @@ def test_the_gpt2_flavour_is_hugging_face_gpt2(width, blocks):
     with torch.no_grad():
         logits = model(tokens)
         assert (hf(tokens).logits - logits).abs().max() < 1e-5
-        state, steps = model.init_state(3), []
-        for t in range(POSITIONS):
-            step, state = model.step(tokens[:, t], state)
-            steps.append(step)
-    torch.testing.assert_close(torch.stack(steps, 1), logits, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(decode_logits(model, tokens), logits, rtol=1e-5, atol=1e-5)
 
 
 def test_the_gpt2_initialisation_is_hugging_faces():
@@ -160,3 +157,15 @@ def test_algo_command_takes_the_backbone(capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["backbone"] == "gpt2" and report["status"] == "completed"
     assert report["params"] == gpt2(16, vocab=31, positions=12).num_params()
+
+
+def test_a_saved_gpt2_loads_as_the_same_model(tmp_path):
+    import starlab
+    from starlab.model.checkpoint import save
+
+    model = gpt2(16)
+    save(model, tmp_path / "model")
+    loaded, tokens = starlab.load(tmp_path / "model"), torch.randint(0, VOCAB, (2, POSITIONS))
+    assert loaded.genome.text() == "b211:11111-91111-11111-91111" and loaded.config == model.config
+    with torch.no_grad():
+        assert torch.equal(loaded(tokens), model(tokens))
