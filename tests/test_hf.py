@@ -1,7 +1,8 @@
 """Hugging Face export: a directory ``transformers`` loads with ``trust_remote_code`` where starlab is not
-importable, whose logits are starlab's for every LIV class and both kinds of sharing, whose ``generate`` is
-starlab's greedy decoding, and whose cache is the recurrent state (constant for recurrences and short
-convolutions, growing for attention, a feature group's held once).
+importable, whose logits are starlab's for every LIV class, every operator genome outside the pool, backbone
+genes and both kinds of sharing, whose ``generate`` is starlab's greedy decoding, and whose cache is the
+recurrent state (constant for recurrences and short convolutions, growing for attention, a feature group's
+held once).
 
 The loading side runs in one subprocess with ``starlab`` blocked from import, so the exported code cannot
 lean on the installed package.
@@ -16,7 +17,7 @@ import pytest
 import torch
 
 from starlab.genome import Genome
-from starlab.liv import LIVConfig, class_ids
+from starlab.liv import LIVConfig, class_ids, class_key, valid_operator_genomes
 from starlab.model import Backbone
 from starlab.tasks.tokenizer import ByteTokenizer
 
@@ -24,12 +25,21 @@ pytest.importorskip("transformers")
 from starlab.hf.export import save_hf
 
 CONFIG = LIVConfig(head_dim=8, recurrence_head_dim=8, scan_chunk=4)
+
+
+def composed_operator_genomes() -> list[tuple[int, ...]]:
+    return [key for key in valid_operator_genomes() if isinstance(class_key(key), tuple)]
+
+
 GENOMES = {
     "every-class": "-".join(f"{c},1,1,1,1" for c in class_ids()),  # all 17, one slot each
     # featurizer sharing (SA-1, Rec-1, GConv-2 pairs) and feature-group sharing (SA-1 K/V, Rec-2 state)
     "sharing": "1,1,2,1,1-1,1,2,2,1-5,2,2,3,1-5,2,2,4,1-8,3,2,5,1-8,3,2,6,1-1,1,1,7,2-1,1,1,7,2-6,1,1,8,2-6,1,1,8,2",
     "recurrent": "5,1,1,1,1-9,1,1,1,1-7,1,1,1,1-9,1,1,1,1",  # Rec-1, GConv-1: constant-size state
     "attention": "1,1,1,1,1-9,1,1,1,1",
+    # the 45 operator genomes outside the pool, one slot each (linear attention, one-decay recurrences, ...)
+    "operator-genes": "-".join(f"[{','.join(map(str, key))}],1,1,1,1" for key in composed_operator_genomes()),
+    "backbone-genes": "b222:1,1,1,1,1-9,1,1,1,1-5,1,1,1,1-9,1,1,1,1",  # LayerNorm, post-norm, parallel residual
 }
 PROMPT, NEW = 6, 8
 
