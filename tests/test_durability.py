@@ -15,10 +15,12 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from contextlib import contextmanager
 
 import pytest
 
-from conftest import wait_for
+from conftest import RayNodes, wait_for
+from starlab.cli import main
 from starlab.evolve import Search, SearchConfig, make_executor
 from starlab.evolve.executors import EvalJob, ProcessExecutor, WorkerCrashed
 from starlab.genome import Genome, random_genome
@@ -26,14 +28,31 @@ from starlab.store import RunStore
 
 CONFIG = (("protocol", "synthetic"), ("depth", 4), ("population", 4), ("generations", 1), ("seed", 3))
 SEARCH = [text for key, value in CONFIG for text in (f"--{key}", str(value))]
+STARLAB = [sys.executable, "-m", "starlab.cli"]
 
 
-def evolve_argv(directory, executor, journal, resume=False):
+def evolve_argv(directory, journal, executor_argv, resume=False):
     where = ["--resume", str(directory)] if resume else ["--out", str(directory), *SEARCH]
     settings = ["--protocol-setting", "delay_s=0.1", "--protocol-setting", f"journal={journal}"]
-    workers = [] if executor == "local" else ["--workers", "2", "--threads", "1"]
-    return [sys.executable, "-m", "starlab.cli", "evolve", *where, *([] if resume else settings),
-            "--executor", executor, *workers]  # fmt: skip
+    return ["evolve", *where, *([] if resume else settings), *executor_argv]
+
+
+@contextmanager
+def command_line_on(executor):
+    """(the command line's executor flags, its environment) for searches on ``executor``. Ray: a cluster of
+    one 2-CPU node started for the test, which every attempt connects to (an attempt that started a local Ray
+    of its own spent 5-10 s on it, four times a test); a killed attempt's tasks may still end there."""
+    flags = ["--executor", executor] + ([] if executor == "local" else ["--workers", "2", "--threads", "1"])
+    if executor != "ray":
+        yield flags, None
+        return
+    pytest.importorskip("ray")
+    nodes = RayNodes()
+    try:
+        nodes.start(2, {})
+        yield [*flags, "--ray-address", nodes.address], nodes.env
+    finally:
+        nodes.stop()
 
 
 def stored_hashes(directory) -> set[str]:
@@ -73,23 +92,24 @@ def kill_when(victim, directory, journal, stored: int) -> float:
 
 @pytest.mark.parametrize("executor", ["local", "process", "ray"])
 def test_sigkill_at_three_random_moments_loses_no_finished_evaluation(tmp_path, executor):
-    if executor == "ray":
-        pytest.importorskip("ray")
     killed, journal = tmp_path / "killed", tmp_path / "journal"
-    whole = reference_run(tmp_path / "whole")
-    moments = sorted(random.Random(executor).sample(range(1, len(stored_hashes(whole)) - 1), 3))
-    pauses = []  # from each kill to a moment the next attempt cannot have finished anything yet
-    for attempt, stored in enumerate(moments):
-        argv = evolve_argv(killed, executor, journal, resume=attempt > 0)
-        victim = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        moment = kill_when(victim, killed, journal, stored)
-        assert set(ended(journal, moment)) <= stored_hashes(killed)  # every evaluation that had finished was kept
-        if executor == "ray":  # let orphans finish (a task takes 0.1 s); the others' workers died with the group
-            time.sleep(0.5)
-            while len(ended(journal)) != len(ended(journal, time.time() - 0.5)):
-                time.sleep(0.1)
-        pauses.append((moment, time.time() + 1.0))  # starting Python and torch alone takes longer than that
-    subprocess.run(evolve_argv(killed, executor, journal, resume=True), check=True, capture_output=True)
+    with command_line_on(executor) as (flags, env):
+        whole = reference_run(tmp_path / "whole")
+        moments = sorted(random.Random(executor).sample(range(1, len(stored_hashes(whole)) - 1), 3))
+        pauses = []  # from each kill to a moment the next attempt cannot have finished anything yet
+        for attempt, stored in enumerate(moments):
+            argv = [*STARLAB, *evolve_argv(killed, journal, flags, resume=attempt > 0)]
+            victim = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                                      start_new_session=True)  # fmt: skip
+            moment = kill_when(victim, killed, journal, stored)
+            assert set(ended(journal, moment)) <= stored_hashes(killed)  # every evaluation that had finished was kept
+            if executor == "ray":  # let orphans finish (a task takes 0.1 s); the others' workers died with the group
+                time.sleep(0.5)
+                while len(ended(journal)) != len(ended(journal, time.time() - 0.5)):
+                    time.sleep(0.1)
+            pauses.append((moment, time.time() + 1.0))  # starting Python and torch alone takes longer than that
+        last = [*STARLAB, *evolve_argv(killed, journal, flags, resume=True)]
+        subprocess.run(last, check=True, capture_output=True, env=env)
 
     # Ray lets a task of a killed driver run to its end: finished, with nowhere to go
     orphans = [h for start, end in pauses for h in ended(journal, end)[len(ended(journal, start)) :]]
@@ -162,8 +182,6 @@ def test_crashed_workers_jobs_are_retried_a_doomed_one_fails_and_jobs_that_waite
 
 
 def test_resume_with_retry_failed_runs_the_failed_evaluations_again(tmp_path, capsys):
-    from starlab.cli import main
-
     run = tmp_path / "run"
     config = SearchConfig(protocol="synthetic", depth=3, population=4, generations=1)
     search = Search(run, make_executor("local"), config)
@@ -224,17 +242,17 @@ ECONOMY = ("--protocol", "synthetic-noisy", "--ladder", "synthetic-noisy,synthet
 def test_sigkill_and_resume_of_a_surrogate_ladder_search_ends_as_the_uninterrupted_one(tmp_path):
     """Killed twice mid-run and resumed, a search that screens with the surrogate and promotes up a ladder
     stores the same evaluations on every rung and the same generations (populations, fronts, surrogate and
-    ladder statistics) as one that ran through."""
+    ladder statistics) as one that ran through. Only the killed attempts need processes of their own: the
+    uninterrupted search and the last resume run in this one."""
     killed, journal, whole = tmp_path / "killed", tmp_path / "journal", tmp_path / "whole"
-    base = [sys.executable, "-m", "starlab.cli", "evolve"]
     settings = ["--protocol-setting", "delay_s=0.05", "--protocol-setting", f"journal={journal}"]
-    subprocess.run([*base, "--out", str(whole), *ECONOMY], check=True, capture_output=True)
+    assert main(["evolve", "--out", str(whole), *ECONOMY]) == 0
     for attempt, stored in enumerate((6, 13)):
         where = ["--resume", str(killed)] if attempt else ["--out", str(killed), *ECONOMY, *settings]
-        victim = subprocess.Popen([*base, *where], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        victim = subprocess.Popen([*STARLAB, "evolve", *where], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   start_new_session=True)  # fmt: skip
         kill_when(victim, killed, journal, stored)
-    subprocess.run([*base, "--resume", str(killed)], check=True, capture_output=True)
+    assert main(["evolve", "--resume", str(killed)]) == 0
     assert max(Counter(ended(journal)).values()) == 1  # nothing finished was run again
     assert len({pid for _, pid in journal_entries(journal, "end")}) == 3  # each attempt did part of the work
     with RunStore(killed) as k, RunStore(whole) as w:
@@ -247,7 +265,8 @@ def test_sigkill_and_resume_of_a_surrogate_ladder_search_ends_as_the_uninterrupt
 
 # ---- a retried evaluation continues from its checkpoint -------------------------------------------------
 
-LM_SETTINGS = {"steps": 120, "checkpoint_every": 20, "checkpoint_minutes": None}
+#: perplexity on fewer validation tokens than lm-tiny's 65,536: the same number, interrupted or not, sooner
+LM_SETTINGS = {"steps": 120, "checkpoint_every": 20, "checkpoint_minutes": None, "max_eval_tokens": 4096}
 
 
 def test_a_crashed_workers_language_model_evaluation_continues_from_its_checkpoint_bit_identical(tmp_path):
@@ -272,14 +291,14 @@ def test_a_crashed_workers_language_model_evaluation_continues_from_its_checkpoi
 def test_evolve_resume_continues_an_interrupted_evaluation_from_its_checkpoint_then_deletes_it(tmp_path):
     run = tmp_path / "run"
     settings = [f"--protocol-setting={key}={value}" for key, value in LM_SETTINGS.items() if value is not None]
-    argv = [sys.executable, "-m", "starlab.cli", "evolve", "--protocol", "lm-tiny", "--depth", "2",
-            "--population", "4", "--generations", "0", "--seed", "1", *settings]  # fmt: skip
+    argv = [*STARLAB, "evolve", "--protocol", "lm-tiny", "--depth", "2", "--population", "4", "--generations", "0",
+            "--seed", "1", *settings]  # fmt: skip
     victim = subprocess.Popen([*argv, "--out", str(run)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)  # fmt: skip
     wait_for(lambda: any((run / "checkpoints").glob("*/latest.json")), "a checkpoint", timeout_s=120)
     os.killpg(victim.pid, signal.SIGKILL)
     victim.wait()
-    subprocess.run([*argv[:4], "--resume", str(run)], check=True, capture_output=True)
+    assert main(["evolve", "--resume", str(run)]) == 0  # in this process: nothing kills the resumed run
     with RunStore(run) as store:
         evaluations = store.evaluations("lm-tiny")
     assert all(e.status == "ok" for e in evaluations) and len(evaluations) >= 4

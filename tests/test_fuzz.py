@@ -589,14 +589,15 @@ FIGURE_NAMES = ("pareto_params.png", "hypervolume.png")
 def fixtures(tmp_path_factory):
     """Built once: a tiny finished synthetic search, a store with only a schema, a search with a config and no
     generation, an export of the run and one of a small model (with its parsed config)."""
+    from starlab.evolve import Search, SearchConfig, make_executor
     from starlab.store import RunStore
 
     root = tmp_path_factory.mktemp("fuzz-fixtures")
-    run = root / "run"
-    assert main(["evolve", "--protocol", "synthetic", "--population", "4", "--generations", "1", "--depth", "4",
-                 "--out", str(run)]) == 0  # fmt: skip
-    for written in [run / "report.html", *run.glob("*.png")]:  # evolve writes its report; the cases start without
-        written.unlink()
+    run = root / "run"  # what `starlab evolve` stores, without the report it writes (the cases start without)
+    config = SearchConfig.from_preset("demo", protocol="synthetic", population=4, generations=1, depth=4)
+    search = Search(run, make_executor("local"), config)
+    search.run()
+    search.close()
     assert main(["export", str(run), "--untrained", "--out", str(root / "model")]) == 0
     RunStore(root / "fresh", create=True).close()
     started = root / "started"

@@ -4,8 +4,8 @@ run ends, then saying how it ended; TensorBoard scalars per generation, never wr
 import itertools
 import os
 import re
+import subprocess
 import sys
-import threading
 from dataclasses import dataclass
 
 import pytest
@@ -77,18 +77,18 @@ def test_the_page_is_rewritten_after_every_generation_and_reloads_until_the_run_
         live(generation)
         seen.append((generation.generation, (directory / "report.html").read_text()))
 
-    search = Search(directory, make_executor("local"), SearchConfig(**SMALL, asynchronous=asynchronous),
-                    on_generation=watch)  # fmt: skip
+    config = SearchConfig(**{**SMALL, "generations": 1}, asynchronous=asynchronous)  # a page is 1-2 s to write
+    search = Search(directory, make_executor("local"), config, on_generation=watch)
     try:
         search.run()
     finally:
         search.close()
-    assert [g for g, _ in seen] == [0, 1, 2]
+    assert [g for g, _ in seen] == [0, 1]
     for generation, page in seen:
-        assert f"Live: generation {generation} of 2 recorded, {4 * (generation + 1)} evaluations; updated " in page
+        assert f"Live: generation {generation} of 1 recorded, {4 * (generation + 1)} evaluations; updated " in page
         assert REFRESH.search(page).group(1) == "5" and state_line(page).startswith('<p class="state live">')
     final = live.finished().read_text()
-    assert REFRESH.search(final) is None and "Finished: generation 2 of 2 recorded, 12 evaluations." in final
+    assert REFRESH.search(final) is None and "Finished: generation 1 of 1 recorded, 8 evaluations." in final
     assert "reloads" not in state_line(final)
     assert write_report(directory).read_text() == final  # `starlab report` on the finished run: the same page
 
@@ -183,26 +183,36 @@ def test_every_file_of_the_report_is_written_beside_it_and_renamed_into_place(fi
     assert not [p for p in finished.iterdir() if p.name.startswith(".")]  # no temporary file left behind
 
 
-def test_a_reader_never_sees_a_partial_page_or_figure_while_it_is_rewritten(finished):
+#: Reads the page and a figure as fast as it can until told to stop, then prints how many reads there were and
+#: how many found a file cut short. In a process of its own, as a browser is: a thread here would hold the GIL
+#: against the writer and triple the time a rewrite takes.
+READER = """import sys
+from pathlib import Path
+page, figure, stop = map(Path, sys.argv[1:])
+reads = partial = 0
+print("reading", flush=True)
+while not stop.exists():
+    text, data = page.read_bytes(), figure.read_bytes()
+    whole = text.endswith(b"</html>\\n") and b'<meta http-equiv="refresh" content="' in text
+    partial += not (whole and data.startswith(b"\\x89PNG") and data.endswith(b"IEND\\xaeB`\\x82"))
+    reads += 1
+print(reads, partial)
+"""
+
+
+def test_a_reader_never_sees_a_partial_page_or_figure_while_it_is_rewritten(finished, tmp_path):
     write_report(finished, "live")
-    page, figure = finished / "report.html", finished / "front_genomes.png"
-    done, reads = threading.Event(), []
-
-    def rewrite() -> None:
-        try:
-            for _ in range(2):
-                write_report(finished, "live")
-        finally:
-            done.set()
-
-    writer = threading.Thread(target=rewrite)
-    writer.start()
-    while not done.is_set():
-        reads.append((page.read_text(encoding="utf-8"), figure.read_bytes()))
-    writer.join()
-    assert len(reads) > 10
-    assert all(text.endswith("</html>\n") and REFRESH.search(text) for text, _ in reads)
-    assert all(data.startswith(b"\x89PNG") and data.endswith(b"IEND\xaeB`\x82") for _, data in reads)
+    stop = tmp_path / "stop"
+    argv = [sys.executable, "-c", READER, str(finished / "report.html"), str(finished / "front_genomes.png"), str(stop)]
+    reader = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline() == "reading\n"
+        write_report(finished, "live")  # replaces seven files, the page and this figure among them
+    finally:
+        stop.touch()
+        output, _ = reader.communicate(timeout=60)
+    reads, partial = map(int, output.split())
+    assert reads > 10 and partial == 0, (reads, partial)
 
 
 def test_a_write_that_fails_leaves_the_old_file_and_no_temporary_one(tmp_path):

@@ -281,8 +281,11 @@ def write_random_text(path: Path, mib: int) -> None:
             stream.write(alphabet[rng.integers(0, len(alphabet), 16 << 20, dtype=np.uint8)].tobytes())
 
 
-#: What memory may grow by when the corpus grows from 1 MiB to 304 MiB: a few 2 Mi-character chunks in flight
-#: (docs/tasks.md "Prepared corpora"); holding the corpus, or its tokens, once would add 304 MiB.
+#: The large corpus, in MiB: holding it, or its tokens, once would add 2.5 x GROWTH_MIB (docs/tasks.md measured
+#: the same on a 304 MiB file, which took this test twice as long to write and prepare).
+BIG_MIB = 160
+#: What memory may grow by when the corpus grows from 1 MiB to BIG_MIB: a few 2 Mi-character chunks in flight
+#: (docs/tasks.md "Prepared corpora").
 GROWTH_MIB = 64
 #: Opens a prepared directory, draws training batches, and prints how much its anonymous and file-backed
 #: resident memory grew, and the training tokens it could draw from. A copy of the tokens would be anonymous
@@ -305,7 +308,7 @@ print(*(resident() - before), len(task.train))
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
 def test_memory_does_not_grow_with_the_corpus(tmp_path: Path) -> None:
     big, little = tmp_path / "big.txt", tmp_path / "little.txt"
-    write_random_text(big, 304)
+    write_random_text(big, BIG_MIB)
     with big.open("rb") as stream:
         little.write_bytes(stream.read(1 << 20))
     try:
@@ -321,9 +324,9 @@ def test_memory_does_not_grow_with_the_corpus(tmp_path: Path) -> None:
         anonymous, mapped, train_tokens = map(float, opened.stdout.split())
         print(f"opening: anonymous memory +{anonymous:.1f} MiB, mapped file pages +{mapped:.1f} MiB, "
               f"over {train_tokens:,.0f} training tokens")  # fmt: skip
-        assert train_tokens > 280 << 20 and anonymous < 16
+        assert train_tokens > 0.9 * (BIG_MIB << 20) and anonymous < 16  # ~5.5 % of the blocks are validation
     finally:
-        for path in (big, tmp_path / "big-tokens"):  # do not leave 600 MB in pytest's kept temporary directories
+        for path in (big, tmp_path / "big-tokens"):  # do not leave 300 MB in pytest's kept temporary directories
             if path.is_dir():
                 for file in path.iterdir():
                     file.unlink()

@@ -7,10 +7,12 @@ import re
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
 
+from conftest import TORCH_THREADS
 from starlab import runtime
 from starlab.assess import assess, get_protocol, lm, mad
 from starlab.assess.protocol import PRECISIONS
@@ -59,7 +61,10 @@ def test_precision_reaches_every_train_config(precision, bf16):
     assert algorithmic.train_config(0, "cpu").bf16 is bf16
 
 
-@pytest.mark.parametrize("module, name, short", [(lm, "lm-tiny", {"steps": 2}), (mad, "tiny", {"epochs": 1})])
+SHORT_LM = {"steps": 2, "max_eval_tokens": 1024}  # lm-tiny would score on 65,536 tokens, most of its time
+
+
+@pytest.mark.parametrize("module, name, short", [(lm, "lm-tiny", SHORT_LM), (mad, "tiny", {"epochs": 1})])
 def test_assessments_train_with_the_protocols_precision(monkeypatch, module, name, short):
     seen = []
     real_train = module.train
@@ -108,11 +113,34 @@ def fresh_python(code: str, **env: str) -> subprocess.CompletedProcess:
     """``code`` in a new interpreter whose environment has no OpenMP wait settings but ``env``, and asks
     libgomp to print the settings it started with (on stderr, when torch loads it)."""
     clean = {k: v for k, v in os.environ.items() if k not in runtime.WAIT_SETTINGS}
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env={**clean, "OMP_DISPLAY_ENV": "VERBOSE", **env}
     )
-    assert done.returncode == 0, done.stderr
-    return done
+
+
+#: The interpreters the tests below read, declared beside each test: (code, environment) by key.
+FRESH: dict[int, tuple[str, dict[str, str]]] = {}
+
+
+def declare(code: str, **env: str) -> int:
+    """Declare ``code`` for :func:`fresh_python` with ``env``; its key."""
+    FRESH[len(FRESH)] = (code, env)
+    return len(FRESH) - 1
+
+
+@pytest.fixture(scope="module")
+def fresh():
+    """Runs every declared interpreter, two at a time (each spends most of its second or two importing torch, on
+    one core), and waits for all of them; ``fresh(key)`` is that one's finished process."""
+    with ThreadPoolExecutor(2) as pool:
+        done = {key: pool.submit(fresh_python, code, **env) for key, (code, env) in FRESH.items()}
+    done = {key: future.result() for key, future in done.items()}
+
+    def finished(key: int) -> subprocess.CompletedProcess:
+        assert done[key].returncode == 0, done[key].stderr
+        return done[key]
+
+    return finished
 
 
 def spin_counts(stderr: str) -> list[int]:
@@ -127,40 +155,57 @@ def spin_counts(stderr: str) -> list[int]:
 BRIEF = runtime.SPIN_COUNT
 DEFAULT_SPINS = 300_000  # libgomp's own, what a process that loaded torch first gets
 
+STARLAB_FIRST = declare(
+    "import sys, starlab; assert 'torch' not in sys.modules, 'import starlab must not load torch'\n"
+    "import os, torch; from starlab import runtime\n"
+    "print(os.environ['GOMP_SPINCOUNT'], runtime.BRIEF_SPINS)"
+)
 
-def test_import_starlab_before_torch_starts_openmp_spinning_briefly():
-    done = fresh_python(
-        "import sys, starlab; assert 'torch' not in sys.modules, 'import starlab must not load torch'\n"
-        "import os, torch; from starlab import runtime\n"
-        "print(os.environ['GOMP_SPINCOUNT'], runtime.BRIEF_SPINS)"
-    )
+
+def test_import_starlab_before_torch_starts_openmp_spinning_briefly(fresh):
+    done = fresh(STARLAB_FIRST)
     assert set(spin_counts(done.stderr)) == {BRIEF}  # torch's libgomp (and any other OpenMP runtime loaded later)
     assert done.stdout.split() == [str(BRIEF), "True"]
 
 
-def test_torch_imported_first_keeps_the_long_spin_and_says_so():
+TORCH_FIRST = declare("import torch, starlab; from starlab import runtime; print(runtime.BRIEF_SPINS)")
+
+
+def test_torch_imported_first_keeps_the_long_spin_and_says_so(fresh):
     """What the fix is against: libgomp read its settings when torch loaded, before starlab could set them."""
-    done = fresh_python("import torch, starlab; from starlab import runtime; print(runtime.BRIEF_SPINS)")
+    done = fresh(TORCH_FIRST)
     assert spin_counts(done.stderr)[0] == DEFAULT_SPINS
     assert done.stdout.split() == ["False"]
 
 
-@pytest.mark.parametrize("policy", [{"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "1000"}])
-def test_a_wait_policy_the_user_chose_is_kept(policy):
-    done = fresh_python(
+POLICIES = [{"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "1000"}]
+USER_POLICY = [
+    declare(
         "import os, starlab, torch; from starlab import runtime\n"
         "print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'), runtime.BRIEF_SPINS)",
         **policy,
     )
+    for policy in POLICIES
+]
+
+
+@pytest.mark.parametrize(
+    ("policy", "key"), list(zip(POLICIES, USER_POLICY, strict=True)), ids=["OMP_WAIT_POLICY", "GOMP_SPINCOUNT"]
+)
+def test_a_wait_policy_the_user_chose_is_kept(fresh, policy, key):
+    done = fresh(key)
     assert done.stdout.split() == [policy.get("OMP_WAIT_POLICY", "None"), policy.get("GOMP_SPINCOUNT", "None"), "False"]
     assert BRIEF not in spin_counts(done.stderr)
 
 
-def test_the_command_line_spins_briefly():
-    done = fresh_python(
-        "import sys; from starlab.cli import main; import torch; from starlab import runtime\n"
-        "main(['protocols', '--kind', 'synthetic']); print(runtime.BRIEF_SPINS)"
-    )
+COMMAND_LINE = declare(
+    "import sys; from starlab.cli import main; import torch; from starlab import runtime\n"
+    "main(['protocols', '--kind', 'synthetic']); print(runtime.BRIEF_SPINS)"
+)
+
+
+def test_the_command_line_spins_briefly(fresh):
+    done = fresh(COMMAND_LINE)
     assert set(spin_counts(done.stderr)) == {BRIEF}
     assert done.stdout.split()[-1] == "True"
 
@@ -169,17 +214,18 @@ WORKER_PROBE = (
     "(__import__('os').environ.get('GOMP_SPINCOUNT'), __import__('starlab.runtime').runtime.BRIEF_SPINS, "
     "__import__('torch').get_num_threads())"
 )
+WORKERS = declare(
+    "import sys, torch\n"  # the parent spins long (as a user's script that imported torch first would)...
+    "from starlab.evolve.executors import ProcessExecutor\n"
+    "print('workers:', file=sys.stderr, flush=True)\n"  # what libgomp reports after this, workers reported
+    "executor = ProcessExecutor(workers=1, threads=1)\n"
+    f"print(repr(executor.pool.submit(eval, {WORKER_PROBE!r}).result()))\n"
+    "executor.close()"
+)
 
 
-def test_process_workers_spin_briefly_with_their_threads_even_when_the_parent_loaded_torch_first():
-    done = fresh_python(
-        "import sys, torch\n"  # the parent spins long (as a user's script that imported torch first would)...
-        "from starlab.evolve.executors import ProcessExecutor\n"
-        "print('workers:', file=sys.stderr, flush=True)\n"  # what libgomp reports after this, workers reported
-        "executor = ProcessExecutor(workers=1, threads=1)\n"
-        f"print(repr(executor.pool.submit(eval, {WORKER_PROBE!r}).result()))\n"
-        "executor.close()"
-    )
+def test_process_workers_spin_briefly_with_their_threads_even_when_the_parent_loaded_torch_first(fresh):
+    done = fresh(WORKERS)
     parent, workers = done.stderr.split("workers:\n")
     assert spin_counts(parent)[0] == DEFAULT_SPINS
     assert set(spin_counts(workers)) == {BRIEF}  # ...its workers (from a fork server that loaded torch later) do not
@@ -197,9 +243,11 @@ def test_spin_briefly_is_decided_once_per_process():
 
 @pytest.fixture
 def unchosen(monkeypatch):
-    """A process where starlab has chosen no thread count yet; torch's own count is put back afterwards."""
+    """A process where starlab has chosen no thread count yet and torch has its own (the suite runs on one,
+    conftest); the count in effect is put back afterwards."""
     threads = torch.get_num_threads()
     monkeypatch.setattr(runtime, "CHOSEN_THREADS", None)
+    torch.set_num_threads(TORCH_THREADS)
     yield
     torch.set_num_threads(threads)
 
@@ -234,10 +282,11 @@ def test_a_fresh_process_beside_a_busy_one_trains_with_the_cores_left_and_record
         time.sleep(0.3)
         done = fresh_python(
             "from starlab.assess import assess, get_protocol; from starlab.genome import preset\n"
-            "e = assess(preset('transformer++', 2), get_protocol('lm-tiny').with_settings(steps=1))\n"
+            f"e = assess(preset('transformer++', 2), get_protocol('lm-tiny').with_settings(**{SHORT_LM}))\n"
             "print(e.status.value, e.metrics['threads'])"
         )
     finally:
         busy.kill()
         busy.wait()
-    assert done.stdout.split() == ["ok", str(min(torch.get_num_threads(), (os.cpu_count() or 1) - 1))]
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ok", str(min(TORCH_THREADS, (os.cpu_count() or 1) - 1))]

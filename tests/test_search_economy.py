@@ -230,7 +230,7 @@ def test_the_command_line_runs_a_budgeted_ladder_with_the_surrogate(tmp_path, ca
     assert config["ladder"] == ["synthetic-noisy", "synthetic"] and config["surrogate"] and config["budget"] == 20
     assert Genome.parse(stored(out, "synthetic")[0].genome)
     assert "Evaluations: 20 on synthetic-noisy" in printed and "against a budget of 20" in printed
-    main(["report", str(out)])
+    assert printed.strip().endswith(f"report: {out / 'report.html'}")  # `starlab report`'s page (test_live_report)
     page = (out / "report.html").read_text()
     for shown in ("What the search spent", "synthetic-noisy → synthetic", "Spearman (predicted vs measured)"):
         assert shown in page

@@ -53,7 +53,8 @@ def study(monkeypatch):
     module = load_study(monkeypatch)
     monkeypatch.setattr(module, "DEPTH", 2)
     monkeypatch.setattr(module, "TARGET", "synthetic-noisy")
-    proxies = {"synthetic": ("synthetic", {}), "lm-tiny@5": ("lm-tiny", {"steps": 5, "warmup_steps": 1})}
+    tiny = {"steps": 5, "warmup_steps": 1, "max_eval_tokens": 2048}  # perplexity on 2,048 tokens, not 65,536
+    proxies = {"synthetic": ("synthetic", {}), "lm-tiny@5": ("lm-tiny", tiny)}
     monkeypatch.setattr(module, "PROXIES", proxies)
     monkeypatch.setattr(module, "BASELINES", ("transformer++", "mamba", "hyena"))
     monkeypatch.setattr(module, "SEARCH_SEEDS", ("transformer++",))
