@@ -44,6 +44,17 @@ def one_torch_thread():
     runtime.configure(1)
 
 
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (the default, pyproject.toml) runs one test process per core this process may use, at most
+    4. Cores, not ``os.cpu_count()``: a container or CI job limited to 2 cores of a large host reports the
+    host's count, and twice as many processes as cores stalls the tests that train in subprocesses. At most 4
+    because the Ray and kill tests start clusters and worker pools of their own. ``PYTEST_XDIST_AUTO_NUM_WORKERS``
+    still overrides it (``-n 0`` runs in this process)."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    return min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
 MAX_CLASS = max(class_ids())
 
 
