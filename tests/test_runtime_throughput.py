@@ -7,7 +7,6 @@ import re
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -113,34 +112,11 @@ def fresh_python(code: str, **env: str) -> subprocess.CompletedProcess:
     """``code`` in a new interpreter whose environment has no OpenMP wait settings but ``env``, and asks
     libgomp to print the settings it started with (on stderr, when torch loads it)."""
     clean = {k: v for k, v in os.environ.items() if k not in runtime.WAIT_SETTINGS}
-    return subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env={**clean, "OMP_DISPLAY_ENV": "VERBOSE", **env}
     )
-
-
-#: The interpreters the tests below read, declared beside each test: (code, environment) by key.
-FRESH: dict[int, tuple[str, dict[str, str]]] = {}
-
-
-def declare(code: str, **env: str) -> int:
-    """Declare ``code`` for :func:`fresh_python` with ``env``; its key."""
-    FRESH[len(FRESH)] = (code, env)
-    return len(FRESH) - 1
-
-
-@pytest.fixture(scope="module")
-def fresh():
-    """Runs every declared interpreter, two at a time (each spends most of its second or two importing torch, on
-    one core), and waits for all of them; ``fresh(key)`` is that one's finished process."""
-    with ThreadPoolExecutor(2) as pool:
-        done = {key: pool.submit(fresh_python, code, **env) for key, (code, env) in FRESH.items()}
-    done = {key: future.result() for key, future in done.items()}
-
-    def finished(key: int) -> subprocess.CompletedProcess:
-        assert done[key].returncode == 0, done[key].stderr
-        return done[key]
-
-    return finished
+    assert done.returncode == 0, done.stderr
+    return done
 
 
 def spin_counts(stderr: str) -> list[int]:
@@ -155,57 +131,40 @@ def spin_counts(stderr: str) -> list[int]:
 BRIEF = runtime.SPIN_COUNT
 DEFAULT_SPINS = 300_000  # libgomp's own, what a process that loaded torch first gets
 
-STARLAB_FIRST = declare(
-    "import sys, starlab; assert 'torch' not in sys.modules, 'import starlab must not load torch'\n"
-    "import os, torch; from starlab import runtime\n"
-    "print(os.environ['GOMP_SPINCOUNT'], runtime.BRIEF_SPINS)"
-)
 
-
-def test_import_starlab_before_torch_starts_openmp_spinning_briefly(fresh):
-    done = fresh(STARLAB_FIRST)
+def test_import_starlab_before_torch_starts_openmp_spinning_briefly():
+    done = fresh_python(
+        "import sys, starlab; assert 'torch' not in sys.modules, 'import starlab must not load torch'\n"
+        "import os, torch; from starlab import runtime\n"
+        "print(os.environ['GOMP_SPINCOUNT'], runtime.BRIEF_SPINS)"
+    )
     assert set(spin_counts(done.stderr)) == {BRIEF}  # torch's libgomp (and any other OpenMP runtime loaded later)
     assert done.stdout.split() == [str(BRIEF), "True"]
 
 
-TORCH_FIRST = declare("import torch, starlab; from starlab import runtime; print(runtime.BRIEF_SPINS)")
-
-
-def test_torch_imported_first_keeps_the_long_spin_and_says_so(fresh):
+def test_torch_imported_first_keeps_the_long_spin_and_says_so():
     """What the fix is against: libgomp read its settings when torch loaded, before starlab could set them."""
-    done = fresh(TORCH_FIRST)
+    done = fresh_python("import torch, starlab; from starlab import runtime; print(runtime.BRIEF_SPINS)")
     assert spin_counts(done.stderr)[0] == DEFAULT_SPINS
     assert done.stdout.split() == ["False"]
 
 
-POLICIES = [{"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "1000"}]
-USER_POLICY = [
-    declare(
+@pytest.mark.parametrize("policy", [{"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "1000"}])
+def test_a_wait_policy_the_user_chose_is_kept(policy):
+    done = fresh_python(
         "import os, starlab, torch; from starlab import runtime\n"
         "print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'), runtime.BRIEF_SPINS)",
         **policy,
     )
-    for policy in POLICIES
-]
-
-
-@pytest.mark.parametrize(
-    ("policy", "key"), list(zip(POLICIES, USER_POLICY, strict=True)), ids=["OMP_WAIT_POLICY", "GOMP_SPINCOUNT"]
-)
-def test_a_wait_policy_the_user_chose_is_kept(fresh, policy, key):
-    done = fresh(key)
     assert done.stdout.split() == [policy.get("OMP_WAIT_POLICY", "None"), policy.get("GOMP_SPINCOUNT", "None"), "False"]
     assert BRIEF not in spin_counts(done.stderr)
 
 
-COMMAND_LINE = declare(
-    "import sys; from starlab.cli import main; import torch; from starlab import runtime\n"
-    "main(['protocols', '--kind', 'synthetic']); print(runtime.BRIEF_SPINS)"
-)
-
-
-def test_the_command_line_spins_briefly(fresh):
-    done = fresh(COMMAND_LINE)
+def test_the_command_line_spins_briefly():
+    done = fresh_python(
+        "import sys; from starlab.cli import main; import torch; from starlab import runtime\n"
+        "main(['protocols', '--kind', 'synthetic']); print(runtime.BRIEF_SPINS)"
+    )
     assert set(spin_counts(done.stderr)) == {BRIEF}
     assert done.stdout.split()[-1] == "True"
 
@@ -214,18 +173,17 @@ WORKER_PROBE = (
     "(__import__('os').environ.get('GOMP_SPINCOUNT'), __import__('starlab.runtime').runtime.BRIEF_SPINS, "
     "__import__('torch').get_num_threads())"
 )
-WORKERS = declare(
-    "import sys, torch\n"  # the parent spins long (as a user's script that imported torch first would)...
-    "from starlab.evolve.executors import ProcessExecutor\n"
-    "print('workers:', file=sys.stderr, flush=True)\n"  # what libgomp reports after this, workers reported
-    "executor = ProcessExecutor(workers=1, threads=1)\n"
-    f"print(repr(executor.pool.submit(eval, {WORKER_PROBE!r}).result()))\n"
-    "executor.close()"
-)
 
 
-def test_process_workers_spin_briefly_with_their_threads_even_when_the_parent_loaded_torch_first(fresh):
-    done = fresh(WORKERS)
+def test_process_workers_spin_briefly_with_their_threads_even_when_the_parent_loaded_torch_first():
+    done = fresh_python(
+        "import sys, torch\n"  # the parent spins long (as a user's script that imported torch first would)...
+        "from starlab.evolve.executors import ProcessExecutor\n"
+        "print('workers:', file=sys.stderr, flush=True)\n"  # what libgomp reports after this, workers reported
+        "executor = ProcessExecutor(workers=1, threads=1)\n"
+        f"print(repr(executor.pool.submit(eval, {WORKER_PROBE!r}).result()))\n"
+        "executor.close()"
+    )
     parent, workers = done.stderr.split("workers:\n")
     assert spin_counts(parent)[0] == DEFAULT_SPINS
     assert set(spin_counts(workers)) == {BRIEF}  # ...its workers (from a fork server that loaded torch later) do not
@@ -288,5 +246,4 @@ def test_a_fresh_process_beside_a_busy_one_trains_with_the_cores_left_and_record
     finally:
         busy.kill()
         busy.wait()
-    assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["ok", str(min(TORCH_THREADS, (os.cpu_count() or 1) - 1))]
