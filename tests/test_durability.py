@@ -7,6 +7,7 @@ it: the journal counts the work that was really done.
 """
 
 import dataclasses
+import json
 import os
 import random
 import signal
@@ -304,3 +305,40 @@ def test_evolve_resume_continues_an_interrupted_evaluation_from_its_checkpoint_t
     assert all(e.status == "ok" for e in evaluations) and len(evaluations) >= 4
     assert any(e.metrics.get("resumed_from_step", 0) >= 20 for e in evaluations)
     assert not any((run / "checkpoints").iterdir())  # finished evaluations leave no checkpoints behind
+
+
+# ---- a resume runs as the run was started; a file error is the run's fault, not the genome's ----------------
+
+
+def forget_after_first_generation(run) -> None:
+    """As if the run had been killed while assessing its second generation: only the first one's stored."""
+    with sqlite3.connect(run / "run.sqlite") as db:
+        (told,) = db.execute("SELECT population FROM generations WHERE generation = 0").fetchone()
+        db.execute("DELETE FROM evaluations WHERE id > ?", (len(json.loads(told)),))
+        db.execute("DELETE FROM generations WHERE generation > 0")
+        db.execute("DELETE FROM meta WHERE key = 'finished'")
+
+
+def workers_of_second_generation(run) -> set[int]:
+    with RunStore(run) as store:
+        return {int(e.worker.rsplit(":", 1)[1]) for e in store.evaluations()[4:]}
+
+
+def test_a_plain_resume_runs_where_the_run_was_started_and_a_flag_given_replaces_that(tmp_path, capsys):
+    """``--executor process --workers 2`` is stored with the run: resumed without flags, the evaluations run in
+    worker processes (they ran in the main process); ``--executor local`` then replaces it, with a note."""
+    run = tmp_path / "run"
+    flags = ["--executor", "process", "--workers", "2", "--threads", "1"]
+    assert main(["evolve", "--out", str(run), *SEARCH, *flags]) == 0
+    forget_after_first_generation(run)
+    capsys.readouterr()
+    assert main(["evolve", "--resume", str(run)]) == 0
+    assert "note" not in capsys.readouterr().err
+    assert os.getpid() not in workers_of_second_generation(run)
+    forget_after_first_generation(run)
+    assert main(["evolve", "--resume", str(run), "--executor", "local"]) == 0
+    assert "resuming with --executor 'local' (the run's was 'process')" in capsys.readouterr().err
+    assert workers_of_second_generation(run) == {os.getpid()}
+    forget_after_first_generation(run)
+    assert main(["evolve", "--resume", str(run)]) == 0  # the replaced setting was stored
+    assert workers_of_second_generation(run) == {os.getpid()} and "note" not in capsys.readouterr().err

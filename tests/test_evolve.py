@@ -1,6 +1,7 @@
 """Evolution on a cheap synthetic objective over real genomes: quality of search, durability, executors."""
 
 import dataclasses
+import errno
 import itertools
 import json
 import os
@@ -362,22 +363,118 @@ def test_partial_failures_are_counted_and_the_search_goes_on(tmp_path, registere
     assert all(e.quality == 1.0 and "boom" in e.metrics["error"] for e in failed)
 
 
+#: what the file-fault protocols do: after how many assessments the disk is full, and which run to delete
+FAULTS: dict = {}
+
+
+class DiskFull(SyntheticProtocol):
+    """Counts its assessments; from the ``FAULTS["full_after"]``-th on, writing its files fails (ENOSPC) or, with
+    ``FAULTS["delete"]``, that run's store is deleted meanwhile."""
+
+    def run(self, genome, *args):
+        FAULTS["assessed"] = FAULTS.get("assessed", 0) + 1
+        if FAULTS.get("full_after") and FAULTS["assessed"] >= FAULTS["full_after"]:
+            if "delete" in FAULTS:
+                (FAULTS.pop("delete") / "run.sqlite").unlink()
+            else:
+                raise OSError(errno.ENOSPC, "No space left on device", "RUN/checkpoints/final/model.safetensors")
+        return super().run(genome, *args)
+
+
+@pytest.fixture
+def faults(registered):
+    registered(DiskFull(name="synthetic-full"))
+    FAULTS.clear()
+    yield FAULTS
+    FAULTS.clear()
+
+
+FAULTY = ["--protocol", "synthetic-full", "--population", "4", "--generations", "1", "--depth", "4"]
+
+
+def test_a_full_disk_stops_the_run_blames_no_genome_and_a_resume_runs_that_evaluation(tmp_path, faults, capsys):
+    """It stored the evaluation as failed with the worst quality (the front changed) and exited 0."""
+    from starlab.cli import main
+
+    run = tmp_path / "run"
+    faults["full_after"] = 3
+    assert main(["evolve", "--out", str(run), *FAULTY]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("starlab: error: the evaluation of ") and "No space left on device" in last
+    assert "not a fault of the genome" in last and last.endswith(f"resume with `starlab evolve --resume {run}`")
+    with RunStore(run) as store:
+        assert [e.status for e in store.evaluations()] == ["ok", "ok"]  # nothing stored for the third
+    faults["full_after"] = None  # space freed
+    assert main(["evolve", "--resume", str(run)]) == 0
+    with RunStore(run) as store:
+        assert len(store.evaluations()) == 8 and all(e.status == "ok" for e in store.evaluations())
+
+
+def test_weights_that_cannot_be_kept_stop_the_run_with_nothing_stored(tmp_path, monkeypatch, capsys):
+    """Moving a finished evaluation's trained model into the run directory failed with a traceback."""
+    import starlab.evolve.search
+    from starlab.cli import main
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "weights"))
+
+    monkeypatch.setattr(starlab.evolve.search, "keep", full)
+    assert main(["evolve", "--out", str(tmp_path / "run"), "--protocol", "synthetic", "--population", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "No space left on device" in err.strip().splitlines()[-1]
+    with RunStore(tmp_path / "run") as store:
+        assert store.evaluations() == []
+
+
+def test_a_store_deleted_mid_run_stops_the_run_at_the_next_commit(tmp_path, faults, capsys):
+    """It went on assessing every genome into the unlinked file, and exited 0."""
+    from starlab.cli import main
+
+    run = tmp_path / "run"
+    faults.update(full_after=3, delete=run)
+    assert main(["evolve", "--out", str(run), *FAULTY]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("starlab: error: run store ") and "was deleted or replaced while the run was using" in last
+    assert faults["assessed"] == 3 and not (run / "run.sqlite").exists()
+
+
 class NotANumber(SyntheticProtocol):
     def run(self, *args):
         return dataclasses.replace(super().run(*args), quality=float("nan"))
 
 
 def test_a_nan_quality_is_stored_as_diverged_and_never_rerun(tmp_path, registered):
+    from starlab.evolve.outcome import SearchFailed
+
     registered(NotANumber(name="synthetic-nan"))
-    first = run_search(tmp_path / "run", protocol="synthetic-nan", generations=1)
+    with pytest.raises(SearchFailed, match=r"no evaluation succeeded by generation 0 \(8 of 8 diverged\)"):
+        run_search(tmp_path / "run", protocol="synthetic-nan", generations=1)
     with RunStore(tmp_path / "run") as store:
         evaluations = store.evaluations()
-    assert len(evaluations) == first.evaluations == first.new_evaluations >= 8
-    assert all(e.status == "diverged" and e.quality == 1.0 and e.metrics["reported_quality"] == "nan"
-               for e in evaluations)  # fmt: skip
+    assert len(evaluations) == 8 and all(
+        e.status == "diverged" and e.quality == 1.0 and e.metrics["reported_quality"] == "nan" for e in evaluations
+    )
     search = Search(tmp_path / "run", make_executor("local"), resume=True)
-    assert search.run().new_evaluations == 0
+    with pytest.raises(SearchFailed):
+        search.run()
+    assert search.new_evaluations == 0
     search.close()
+
+
+def test_a_search_where_nothing_succeeds_ends_in_one_line_and_its_report_says_so(tmp_path, registered, capsys):
+    """Every evaluation diverged: the search ended with an IndexError (exit 1), and so did ``starlab report``."""
+    from starlab.cli import main
+
+    registered(NotANumber(name="synthetic-nan"))
+    run = tmp_path / "run"
+    assert main(["evolve", "--out", str(run), "--protocol", "synthetic-nan", "--population", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith(
+        "starlab: error: no evaluation succeeded by generation 0 (4 of 4 diverged), so the search found no genome"
+    )
+    assert main(["report", str(run)]) == 0
+    assert "No evaluation succeeded, so the run found no genome." in capsys.readouterr().out
+    assert "No evaluation succeeded" in (run / "report.html").read_text()
 
 
 def test_a_sqlite_file_that_is_not_a_starlab_store_is_refused_untouched(tmp_path):
@@ -429,27 +526,47 @@ def test_ctrl_c_stops_in_one_line_and_leaves_a_consistent_store(tmp_path, execut
     if executor == "ray":
         pytest.importorskip("ray")
     run = tmp_path / "run"
-    argv = [sys.executable, "-m", "starlab.cli", "evolve", "--protocol", "tiny", "--population", "4",
-            "--generations", "0", "--depth", "2", "--executor", executor, "--workers", "2"]  # fmt: skip
-    victim = subprocess.Popen([*argv, "--out", str(run)], stderr=subprocess.PIPE, text=True, start_new_session=True,
-                              preexec_fn=_as_in_a_terminal)  # fmt: skip
-    deadline = time.time() + 60
-    while time.time() < deadline and not _stored(run):
-        time.sleep(0.05)
-    os.killpg(victim.pid, signal.SIGINT)
-    interrupted = time.time()
-    _, err = victim.communicate(timeout=30)
-    assert time.time() - interrupted < 10 and victim.returncode == 130
-    assert "Traceback" not in err and err.strip().splitlines()[-1] == (
-        f"starlab: interrupted; resume with `starlab evolve --resume {run}`"
-    )
-    assert _left_behind(victim.pid) == []  # workers (and Ray's processes) stopped with it
+    _interrupted_search(run, executor, lambda pid: os.killpg(pid, signal.SIGINT))
     with sqlite3.connect(run / "run.sqlite") as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     with RunStore(run) as store:
         evaluations = store.evaluations()  # every stored row reads back as a valid record
         assert 1 <= len(evaluations) <= 4 and not store.get_meta("finished")
         assert all(e.status == "ok" for e in evaluations)  # nothing stored as failed because it was stopped
+
+
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_sigterm_stops_a_search_as_ctrl_c_does(tmp_path, executor):
+    """``kill PID`` (a scheduler's pre-emption) of the command alone: one line, exit 130, no process left. On
+    Ray it aborted with exit 134 and a C++ stack dump (Ray's core worker took SIGTERM)."""
+    if executor == "ray":
+        pytest.importorskip("ray")
+    run = tmp_path / "run"
+    _interrupted_search(run, executor, lambda pid: os.kill(pid, signal.SIGTERM))
+    with RunStore(run) as store:
+        assert not store.get_meta("finished") and all(e.status == "ok" for e in store.evaluations())
+
+
+def _interrupted_search(run, executor: str, interrupt) -> subprocess.Popen:
+    """A search on ``executor`` interrupted by ``interrupt(pid)`` once it has stored an evaluation; checks it
+    ended the way an interrupted command ends (exit 130, one line saying how to resume, nothing left behind)."""
+    workers = [] if executor == "local" else ["--workers", "2"]
+    argv = [sys.executable, "-m", "starlab.cli", "evolve", "--protocol", "tiny", "--population", "4",
+            "--generations", "0", "--depth", "2", "--executor", executor, *workers]  # fmt: skip
+    victim = subprocess.Popen([*argv, "--out", str(run)], stderr=subprocess.PIPE, text=True, start_new_session=True,
+                              preexec_fn=_as_in_a_terminal)  # fmt: skip
+    deadline = time.time() + 60
+    while time.time() < deadline and not _stored(run):
+        time.sleep(0.05)
+    interrupt(victim.pid)
+    interrupted = time.time()
+    _, err = victim.communicate(timeout=30)
+    assert time.time() - interrupted < 10 and victim.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == (
+        f"starlab: interrupted; resume with `starlab evolve --resume {run}`"
+    )
+    assert _left_behind(victim.pid) == []  # workers (and Ray's processes) stopped with it
+    return victim
 
 
 def _as_in_a_terminal() -> None:

@@ -149,7 +149,7 @@ def test_a_page_made_live_stops_reloading_when_an_error_stops_the_search(tmp_pat
         return
     page = (run / "report.html").read_text()
     assert REFRESH.search(page) is None
-    assert "Stopped by an error: generation 0 of 2 recorded, 8 evaluations; the error: every evaluation of " in page
+    assert "Stopped by an error: generation 1 of 2 recorded, 8 evaluations; the error: every evaluation of " in page
     assert f"Once it is fixed, resume with `starlab evolve --resume {run} --retry-failed` (which runs" in page
 
 

@@ -63,10 +63,28 @@ def test_a_hugging_face_export_of_kept_weights_uses_their_bpe(run, tmp_path):
     assert json.loads(done.stdout.splitlines()[-1]) == expected
 
 
-@pytest.mark.parametrize(("policy", "kept"), [("none", 0), ("all", 4)])
-def test_keep_weights_none_keeps_nothing_and_all_keeps_every_evaluations(tmp_path, policy, kept):
+def test_keep_weights_none_keeps_nothing(tmp_path):
     directory = tmp_path / "run"
-    initial_population = [*SEARCH, "--out", str(directory), "--keep-weights", policy, "--generations", "0"]
-    assert main(initial_population) == 0
-    folders = list((directory / "weights").glob("*")) if (directory / "weights").exists() else []
-    assert len(folders) == kept == (len(load_run(directory).evaluations) if policy == "all" else 0)
+    assert main([*SEARCH, "--out", str(directory), "--keep-weights", "none", "--generations", "0"]) == 0
+    assert not (directory / "weights").exists() or not any((directory / "weights").iterdir())
+
+
+def test_keep_weights_all_keeps_every_evaluations_and_a_plain_resume_keeps_them_too(tmp_path, capsys):
+    """The policy is stored with the run: a resume (which replays, and prunes under ``front``) without the flag
+    deletes nothing (it pruned 8 kept models to the front's 5); one given with ``--resume`` replaces it."""
+    directory = tmp_path / "run"
+    assert main([*SEARCH, "--out", str(directory), "--keep-weights", "all"]) == 0
+
+    def kept() -> set[str]:
+        return {folder.name.rsplit("-", 2)[1] for folder in (directory / "weights").iterdir()}
+
+    run = load_run(directory)
+    every, front = {e.hash for e in run.evaluations}, {member["hash"] for member in run.front}
+    assert kept() == every and len(front) < len(every)
+    capsys.readouterr()
+    assert main(["evolve", "--resume", str(directory)]) == 0
+    assert kept() == every and "note" not in capsys.readouterr().err
+    assert main(["evolve", "--resume", str(directory), "--keep-weights", "front"]) == 0
+    err = capsys.readouterr().err
+    assert "note: resuming with --keep-weights 'front' (the run's was 'all'); stored for later resumes" in err
+    assert kept() == front

@@ -381,8 +381,8 @@ def evolve(args: argparse.Namespace) -> None:
     """Run (or resume) a search; prints its Pareto front over all evaluations and the result in words, and
     writes its report (rewritten while it runs; see ``starlab.report.live``)."""
     from starlab.console import SearchProgress
-    from starlab.evolve import Search, SearchConfig, make_executor
-    from starlab.report.live import LiveReport
+    from starlab.evolve import Search, SearchConfig
+    from starlab.report.live import REPORT_EVERY_S, LiveReport
     from starlab.report.tensorboard import TensorBoardScalars
 
     config = None
@@ -404,14 +404,14 @@ def evolve(args: argparse.Namespace) -> None:
         else:
             config = SearchConfig.from_preset(args.preset, **overrides)
     directory = args.resume if resume else args.out
-    live = LiveReport(directory, args.report_every)
-    scalars = TensorBoardScalars(args.tensorboard) if args.tensorboard else None  # refused before any work
-    executor = make_executor(args.executor, args.workers, args.threads, args.ray_address, args.gpus)
+    execution = _execution(args, directory, resume)
+    live = LiveReport(directory, REPORT_EVERY_S if execution.report_every is None else execution.report_every)
+    scalars = TensorBoardScalars(execution.tensorboard) if execution.tensorboard else None  # refused before work
+    executor = execution.make_executor()
     progress = SearchProgress()
     try:
-        search = Search(directory, executor, config, resume=resume, reporter=progress, device=args.device,
-                        retry_failed=args.retry_failed, on_generation=_each_generation(live, scalars),
-                        keep_weights=args.keep_weights)  # fmt: skip
+        search = Search(directory, executor, config, resume=resume, reporter=progress, retry_failed=args.retry_failed,
+                        on_generation=_each_generation(live, scalars), execution=execution)  # fmt: skip
         if resume:
             _say_ignored(search.config.conflicts(**overrides))
         summary = _run(search, live, scalars)
@@ -425,6 +425,24 @@ def evolve(args: argparse.Namespace) -> None:
     print(f"{summary.evaluations} evaluations ({summary.new_evaluations} run now{failed}) in {summary.seconds:.0f} s; "
           f"hypervolume {summary.hypervolume:.4f}; run directory {summary.directory}")  # fmt: skip
     _final_report(live)
+
+
+def _execution(args: argparse.Namespace, directory: str, resume: bool):
+    """Where the run's evaluations run and what it keeps: the flags given, over the run's stored settings when
+    resuming (a flag given then replaces the stored setting, is stored, and is named in a note line)."""
+    from starlab.evolve.execution import Execution, resumed_execution
+
+    given = {name: getattr(args, name) for name in EXECUTION_FLAGS}
+    execution, replaced = resumed_execution(directory, **given) if resume else Execution.resumed(None, "", **given)
+    if resume and replaced:
+        changes = "; ".join(f"{flag(k, True)}{new!r} (the run's was {old!r})" for k, (new, old) in replaced.items())
+        print(f"starlab: note: resuming with {changes}; stored for later resumes", file=sys.stderr)
+    return execution
+
+
+#: The flags of how a run executes (``starlab.evolve.execution.Execution``): stored with the run.
+EXECUTION_FLAGS = ("executor", "workers", "threads", "ray_address", "gpus", "device", "keep_weights", "report_every",
+                   "tensorboard")  # fmt: skip
 
 
 def _each_generation(*hooks: Callable | None) -> Callable:
@@ -481,6 +499,10 @@ def print_result(directory) -> None:
     from starlab.store import load_run
 
     run = load_run(directory)
+    if not run.successful:  # nothing to tabulate: the headlines say why
+        for sentence in headlines(run):
+            print(f"- {sentence}")
+        return
     rows = [
         {"rank": r["rank"], "genome": r["genome"], "classes": r["classes"], "quality": r["quality"],
          "params": r["params"], "cache bytes": r["cache_bytes"], "baseline": r["baseline"] or ""}
@@ -760,31 +782,24 @@ def add_evolution_commands(groups) -> None:
     ev.add_argument("--async", dest="asynchronous", action="store_true",
                     help="steady state: breed a new candidate whenever a worker is free")  # fmt: skip
     ev.add_argument("--data", help="corpus for lm-* protocols")
-    ev.add_argument(
-        "--executor",
-        default="local",
-        choices=list(EXECUTORS),
-        help="where evaluations run: this process (default), worker processes, or Ray",
-    )
-    ev.add_argument(
-        "--workers",
-        type=positive_int,
-        default=1,
-        help="worker processes (process executor) or local Ray CPUs (default 1)",
-    )
-    ev.add_argument("--threads", type=positive_int, help="torch threads per worker")
-    ev.add_argument("--ray-address", help="Ray cluster address (default: start Ray locally)")
-    ev.add_argument("--gpus", type=float, default=0, help="GPUs per Ray task")
-    ev.add_argument("--device", default="cpu", help="cpu or cuda (where each evaluation trains)")
-    ev.add_argument("--keep-weights", choices=KEEP_WEIGHTS, default="front",
+    ev.add_argument("--executor", choices=list(EXECUTORS), help="where evaluations run: this process (default), "
+                    f"worker processes, or Ray{RESUMED}")  # fmt: skip
+    ev.add_argument("--workers", type=positive_int, help="worker processes (process executor) or local Ray CPUs "
+                    f"(default 1){RESUMED}")  # fmt: skip
+    ev.add_argument("--threads", type=positive_int, help=f"torch threads per worker{RESUMED}")
+    ev.add_argument("--ray-address", help=f"Ray cluster address (default: start Ray locally){RESUMED}")
+    ev.add_argument("--gpus", type=float, help=f"GPUs per Ray task (default 0){RESUMED}")
+    ev.add_argument("--device", help=f"cpu or cuda (where each evaluation trains; default cpu){RESUMED}")
+    ev.add_argument("--keep-weights", choices=KEEP_WEIGHTS,
                     help="trained models kept in DIR/weights for export: of the Pareto front's genomes (default), "
-                    "of every evaluation, or none (language-model protocols only)")  # fmt: skip
-    ev.add_argument("--report-every", type=non_negative_float, default=REPORT_EVERY_S, metavar="SECONDS",
+                    f"of every evaluation, or none (language-model protocols only){RESUMED}")  # fmt: skip
+    ev.add_argument("--report-every", type=non_negative_float, metavar="SECONDS",
                     help="rewrite DIR/report.html (which reloads itself) when a generation is recorded at least "
                     f"this long after the last rewrite; always at the end (default {REPORT_EVERY_S:.0f}; "
-                    "0: every generation)")  # fmt: skip
+                    f"0: every generation){RESUMED}")  # fmt: skip
     ev.add_argument("--tensorboard", metavar="LOGDIR", help="also write per-generation scalars (hypervolume, best "
-                    "quality, front size, evaluations, ladder agreement) for TensorBoard to LOGDIR")  # fmt: skip
+                    "quality, front size, evaluations, ladder agreement) for TensorBoard to LOGDIR"
+                    f"{RESUMED}")  # fmt: skip
     ev.set_defaults(handler=evolve)
 
     rep = groups.add_parser("report", help="write report.html and figures for a run")
@@ -805,6 +820,10 @@ def add_evolution_commands(groups) -> None:
     exp.add_argument("--untrained", action="store_true",
                      help="export the initial weights, labelled untrained (instead of --train-steps)")  # fmt: skip
     exp.set_defaults(handler=export)
+
+
+#: How the help of a flag stored with the run ends (``starlab.evolve.execution``).
+RESUMED = "; stored with the run: --resume keeps it unless given again"
 
 
 def flag(name: str, before_value: bool) -> str:

@@ -12,6 +12,7 @@ import ctypes.util
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,16 +48,30 @@ def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+_INTERRUPTING: list[bool] = []  # one entry per sigterm_interrupts() being entered
+
+
 @contextmanager
 def sigterm_interrupts() -> Iterator[None]:
     """SIGTERM (``kill``, a scheduler's pre-emption) stops the enclosed work exactly like Ctrl-C. It is also
     how a job started in the background of a script is stopped: such a job inherits SIGINT ignored, and Python
     then never turns SIGINT into ``KeyboardInterrupt``."""
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    _INTERRUPTING.append(True)
     try:
         yield
     finally:
+        _INTERRUPTING.pop()
         signal.signal(signal.SIGTERM, previous)
+
+
+def reclaim_sigterm() -> None:
+    """Inside :func:`sigterm_interrupts`, make SIGTERM interrupt again after a library took it: ``ray.init``
+    installs a Python handler that exits with code 15 and, in its core worker, a C handler that dumps a stack
+    and aborts (exit 134). A search on Ray must stop on SIGTERM the way it stops on Ctrl-C (one line, exit
+    130, its Ray tasks cancelled)."""
+    if _INTERRUPTING and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
 def max_threads() -> int:

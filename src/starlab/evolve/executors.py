@@ -11,9 +11,11 @@ A job is plain data (:class:`EvalJob`) and its result an :class:`~starlab.assess
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import queue
+import re
 import signal
 import socket
 import sys
@@ -54,7 +56,24 @@ def run_job(job: EvalJob) -> dict:
     protocol = get_protocol(job.protocol).with_settings(**job.settings)
     checkpointing = protocol.checkpointing(Path(job.checkpoints)) if job.checkpoints else None
     genome = Genome.parse(job.genome)
-    return assess(genome, protocol, job.width, job.seed, job.device, job.data, checkpointing=checkpointing).to_dict()
+    try:
+        evaluation = assess(genome, protocol, job.width, job.seed, job.device, job.data, checkpointing=checkpointing)
+    except Exception as error:
+        raise as_os_error(error) from None
+    return evaluation.to_dict()
+
+
+#: How safetensors (Rust) says that writing or reading a file failed: the OS error's text follows.
+_SAFETENSORS_IO = re.compile(r"I/O error: (.*?)(?: \(os error (\d+)\))?$")
+
+
+def as_os_error(error: Exception) -> Exception:
+    """``error``, or the ``OSError`` it stands for: safetensors reports a full disk as its own error type,
+    and the search must tell a file error (the run's fault) from a genome's failure."""
+    match = _SAFETENSORS_IO.search(str(error)) if type(error).__name__ == "SafetensorError" else None
+    if match is None:
+        return error
+    return OSError(int(match[2]) if match[2] else errno.EIO, match[1])
 
 
 class Executor(Protocol):
@@ -266,6 +285,8 @@ class RayExecutor:
             except ConnectionError as error:
                 hint = "" if os.environ.get("RAY_AUTH_MODE") == "token" else TOKEN_HINT
                 raise SettingError("cannot connect to the Ray cluster at {0}: {1}{2}", address, error, hint) from None
+            finally:
+                runtime.reclaim_sigterm()
         options = {"num_cpus": threads, "num_gpus": gpus, "max_retries": max_retries, "retry_exceptions": False}
         self.remote = ray.remote(_ray_job).options(**options)
         self.threads, self.gpus = threads, gpus

@@ -6,6 +6,7 @@ return and raise these.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,21 @@ class SearchFailed(ValueError):
     """The search cannot produce anything meaningful (every evaluation of a generation failed)."""
 
 
+class StorageFault(ValueError):
+    """A file the run reads or writes failed (a full disk, a run directory deleted or made read-only): the
+    run stops, and the evaluation it happened in is not stored, so a resume runs it again. An ``OSError``
+    while assessing a genome is always this: no genome makes a disk full."""
+
+    @classmethod
+    def of(cls, error: OSError, genome: str, directory: Path) -> StorageFault:
+        return cls(
+            f"the evaluation of {genome} stopped on a file error, not a fault of the genome: "
+            f"{str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}; "
+            f"nothing was stored for it; fix the cause (free space?) and resume with `starlab evolve --resume "
+            f"{directory}`"
+        )
+
+
 def check_not_all_failed(generation: int, evaluations: Sequence[Evaluation]) -> None:
     """A generation in which every candidate failed means the setup is broken, not the architectures."""
     if evaluations and all(e.status == Status.FAILED for e in evaluations):
@@ -25,6 +41,20 @@ def check_not_all_failed(generation: int, evaluations: Sequence[Evaluation]) -> 
             f"every evaluation of generation {generation} failed ({len(evaluations)} of {len(evaluations)}); "
             f"the first: {evaluations[0].metrics.get('error', 'no error recorded')}"
         )
+
+
+def check_any_succeeded(evaluations: Sequence[Evaluation], after: str) -> None:
+    """A search none of whose evaluations measured a quality (all diverged or failed) found nothing: it ends
+    as an error, never as a result with an empty front."""
+    if any(e.status not in (Status.FAILED, Status.DIVERGED) for e in evaluations):
+        return
+    counts = Counter(e.status.value for e in evaluations)
+    what = " and ".join(f"{n} of {len(evaluations)} {status}" for status, n in counts.most_common()) or "none ran"
+    error = next((e.metrics["error"] for e in evaluations if e.metrics.get("error")), None)
+    raise SearchFailed(
+        f"no evaluation succeeded {after} ({what}), so the search found no genome"
+        + (f"; the first error: {error}" if error else "; check the protocol's settings (a learning rate too high?)")
+    )
 
 
 @dataclass

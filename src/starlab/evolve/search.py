@@ -21,7 +21,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, as_completed
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import Any, NamedTuple
 from typing import Protocol as TypingProtocol
@@ -38,15 +38,15 @@ from starlab.errors import Setting, SettingError
 from starlab.evolve.algorithms import make_algorithm
 from starlab.evolve.archive import Archive
 from starlab.evolve.config import SearchConfig
+from starlab.evolve.execution import EXECUTION, Execution
 from starlab.evolve.executors import EvalJob, Executor
 from starlab.evolve.operators import GenomeSampling
-from starlab.evolve.outcome import SearchSummary, check_not_all_failed
+from starlab.evolve.outcome import SearchSummary, StorageFault, check_any_succeeded, check_not_all_failed
 from starlab.evolve.problem import GenomeProblem
 from starlab.evolve.steady import run_steady
 from starlab.evolve.surrogate import MIN_TRAINING, Surrogate, genome_features, screen
-from starlab.evolve.weights import check_keep_weights, evaluation_name, has_weights, keep, prune
+from starlab.evolve.weights import evaluation_name, has_weights, keep, prune
 from starlab.genome import Genome
-from starlab.model import check_device
 from starlab.status import Status
 from starlab.store import Generation, RunLock, RunStore, StoreError, check_config_keys, load_run
 
@@ -86,25 +86,24 @@ class Search:
         config: SearchConfig | None = None,
         resume: bool = False,
         reporter: Reporter | None = None,
-        device: str = "cpu",
         retry_failed: bool = False,
         on_generation: Callable[[Generation], None] | None = None,
-        keep_weights: str = "front",
+        execution: Execution | None = None,
     ) -> None:
         if retry_failed and not resume:
             raise SettingError("{0} goes with {1} (it runs a stored run's failed evaluations again)",
                                Setting("retry_failed"), Setting("resume"))  # fmt: skip
-        check_device(device)  # before a run directory exists: a bad device would fail every evaluation
-        self.keep_weights = check_keep_weights(keep_weights)
         with ExitStack() as undo:  # a refused run leaves the store closed and the lock free
             self.store = RunStore(directory, create=not resume)
             undo.callback(self.store.close)
             self.lock = RunLock(directory)
             undo.callback(self.lock.release)
             config = self._run_config(directory, config, resume)
+            self.execution = self._run_execution(directory, execution)
             undo.pop_all()
         self.retried = self.store.remove_failed() if retry_failed else 0
-        self.config, self.executor, self.reporter, self.device = config, executor, reporter, device
+        self.device, self.keep_weights = self.execution.device, self.execution.keep_weights
+        self.config, self.executor, self.reporter = config, executor, reporter
         self.on_generation = on_generation
         self.rungs = config.rung_protocols()
         self.protocol, top = self.rungs[0], self.rungs[-1]
@@ -134,6 +133,14 @@ class Search:
         self.store.set_meta("config", config.to_json())
         return config
 
+    def _run_execution(self, directory: str | Path, execution: Execution | None) -> Execution:
+        """``execution``, stored with the run (a resume without it reads the stored one: nothing the run was
+        started with is dropped, such as the weights it keeps or where it runs)."""
+        if execution is None:
+            execution = Execution.from_json(self.store.get_meta(EXECUTION), directory)
+        self.store.set_meta(EXECUTION, execution.to_json())
+        return execution
+
     # ---- evaluation ----------------------------------------------------------------------------------
     def evaluate(self, genomes: Sequence[Genome], protocol: str) -> list[Evaluation]:
         """Evaluations for ``genomes`` under ``protocol``: from the store, or run (in parallel) and stored."""
@@ -157,10 +164,11 @@ class Search:
         try:
             for future in as_completed(list(pending)):
                 self._store(genomes, protocol, future, pending.pop(future), results)
-        except KeyboardInterrupt:  # keep what finished meanwhile: resuming must not run it again
-            for future, indices in pending.items():
-                if future.done() and not future.cancelled() and future.exception() is None:
-                    self._store(genomes, protocol, future, indices, results)
+        except (KeyboardInterrupt, StorageFault):  # keep what finished meanwhile: resuming must not run it again
+            with suppress(ValueError):  # the store itself may be what failed: then the first error is the news
+                for future, indices in pending.items():
+                    if future.done() and not future.cancelled() and future.exception() is None:
+                        self._store(genomes, protocol, future, indices, results)
             raise
         for evaluation in results:  # in the genomes' order, whatever order they finished in: replay repeats it
             self.archive.add(evaluation)  # type: ignore[arg-type]
@@ -186,25 +194,34 @@ class Search:
             results[index] = evaluation
 
     def commit(self, genome: Genome, protocol: str, future: Future) -> Evaluation:
-        """Store a finished future's evaluation, keep its trained model (:mod:`starlab.evolve.weights`), then
-        delete its checkpoints: they are needed again only if it failed (``--retry-failed`` continues them)."""
+        """Keep a finished future's trained model (:mod:`starlab.evolve.weights`), store its evaluation, then
+        delete its checkpoints: they are needed again only if it failed (``--retry-failed`` continues them).
+
+        A file error (a full disk, a run directory that cannot be written) stops the run with nothing stored
+        for the evaluation, so that a resume runs it again: it is the run's fault, never the genome's."""
         evaluation = self._finished(genome, protocol, future)
+        checkpoints = self._checkpoints(genome, protocol)
+        if evaluation.status == Status.OK:
+            try:
+                keep(self.store.directory, checkpoints, self.keep_weights)
+            except OSError as error:
+                raise StorageFault.of(error, evaluation.genome, self.store.directory) from None
         self.store.add_evaluation(evaluation)
         self.new_evaluations += 1
         if evaluation.status != Status.FAILED:
-            checkpoints = self._checkpoints(genome, protocol)
-            if evaluation.status == Status.OK:
-                keep(self.store.directory, checkpoints, self.keep_weights)
             shutil.rmtree(checkpoints, ignore_errors=True)
         if self.reporter:
             self.reporter.evaluated(evaluation, replayed=False)
         return evaluation
 
     def _finished(self, genome: Genome, protocol: str, future: Future) -> Evaluation:
-        """A finished future's evaluation; an exception becomes a 'failed' one with the worst quality."""
+        """A finished future's evaluation; an exception becomes a 'failed' one with the worst quality, except a
+        file error, which stops the run (:class:`~starlab.evolve.outcome.StorageFault`)."""
         error = future.exception()
         if error is None:
             return Evaluation.from_dict(future.result())
+        if isinstance(error, OSError):
+            raise StorageFault.of(error, genome.canonical().text(), self.store.directory)
         assessed_by = next(rung for rung in self.rungs if rung.name == protocol)
         return failed_evaluation(genome, assessed_by, self.config.seed, self.width, error)
 
@@ -243,8 +260,13 @@ class Search:
 
     # ---- the loop ------------------------------------------------------------------------------------
     def run(self) -> SearchSummary:
-        if self.config.asynchronous:  # steady state: a new candidate whenever a worker is free
-            return run_steady(self)
+        """Run the search to its end; :class:`~starlab.evolve.outcome.SearchFailed` if nothing succeeded."""
+        # steady state: a new candidate whenever a worker is free
+        summary = run_steady(self) if self.config.asynchronous else self._run_generations()
+        check_any_succeeded(self.store.evaluations(self.config.protocol), "in the whole run")
+        return summary
+
+    def _run_generations(self) -> SearchSummary:
         start, config = time.perf_counter(), self.config
         breed = config.breed_factor if config.surrogate else 1
         algorithm = make_algorithm(
@@ -266,11 +288,12 @@ class Search:
             if len(pop) == 0:  # nothing new can be bred or drawn: the genome space is exhausted
                 break
             Evaluator().eval(self.problem, pop)
-            check_not_all_failed(generation, self.archive.on(self._genomes(pop), 0))
             if algorithm.pop is not None and len(algorithm.pop) and len(self.rungs) > 1:
                 algorithm.pop.set("F", self._values(algorithm.pop))  # the ladder's scale moved: re-read it
             algorithm.tell(infills=pop)
             record = self._record_generation(generation, algorithm.pop, self._stats(predicted))
+            check_not_all_failed(generation, self.archive.on(self._genomes(pop), 0))  # recorded: the report shows it
+            check_any_succeeded(self.store.evaluations(config.protocol), f"by generation {generation}")
         self.store.set_meta("finished", True)
         failed = sum(e.status == Status.FAILED for e in self.store.evaluations(config.protocol))
         promotions = {rung: len(self.store.evaluations(rung)) for rung in config.rungs()[1:]}

@@ -143,10 +143,11 @@ class RunStore:
         try:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
+            self.identity = _identity(self.path)
             if not exists:
                 self.db.executescript(SCHEMA)
                 self.set_meta("schema_version", SCHEMA_VERSION)
-        except (sqlite3.Error, StoreError) as error:
+        except (sqlite3.Error, StoreError, OSError) as error:
             self.db.close()
             if isinstance(error, StoreError):
                 raise
@@ -172,8 +173,20 @@ class RunStore:
         except (TypeError, ValueError, RecursionError):
             raise StoreError("run store {0} is corrupt: its stored {1} is not JSON", self.path, key) from None
 
+    def check_in_place(self) -> None:
+        """Refuse to write once the store file was deleted or replaced while open: SQLite would go on writing
+        into the unlinked file, and every evaluation stored after that would be lost when the run ends."""
+        try:
+            same = _identity(self.path) == self.identity
+        except OSError:
+            same = False
+        if not same:
+            raise StoreError("run store {0} was deleted or replaced while the run was using it; the run stopped so "
+                             "that nothing more is written into a file that is gone", self.path)  # fmt: skip
+
     @_guarded
     def set_meta(self, key: str, value: Any) -> None:
+        self.check_in_place()
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
     # ---- evaluations ---------------------------------------------------------------------------------
@@ -181,6 +194,7 @@ class RunStore:
     def add_evaluation(self, evaluation: Evaluation) -> bool:
         """Store a finished evaluation; returns False (and stores nothing) if its key is already present."""
         e = evaluation
+        self.check_in_place()
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.execute("INSERT OR IGNORE INTO genomes VALUES (?, ?)", (e.hash, e.genome))
@@ -219,6 +233,7 @@ class RunStore:
     @_guarded
     def add_generation(self, generation: Generation) -> None:
         g = generation
+        self.check_in_place()
         self.db.execute(
             "INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?, ?)",
             (
@@ -243,6 +258,12 @@ class RunStore:
         self.get_meta("config")
         self.evaluations()
         self.generations()
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    """What makes a file this file: its device and inode (a new file at the same path has another)."""
+    status = os.stat(path)
+    return status.st_dev, status.st_ino
 
 
 def _check_is_a_starlab_store(path: Path) -> None:
