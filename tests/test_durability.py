@@ -342,3 +342,36 @@ def test_a_plain_resume_runs_where_the_run_was_started_and_a_flag_given_replaces
     forget_after_first_generation(run)
     assert main(["evolve", "--resume", str(run)]) == 0  # the replaced setting was stored
     assert workers_of_second_generation(run) == {os.getpid()} and "note" not in capsys.readouterr().err
+
+
+@contextmanager
+def small_disk(tmp_path, size: str):
+    """A tmpfs of ``size`` at ``tmp_path / "disk"`` (skips where this process may not mount one)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def test_a_full_disk_is_the_runs_fault_and_a_resume_after_freeing_space_runs_the_evaluation(tmp_path, capsys):
+    """A real full disk: the first evaluation's trained model cannot be written. It was stored 'failed' (the
+    genome blamed, the front changed) and a resume kept it failed."""
+    with small_disk(tmp_path, "160k") as disk:
+        run = disk / "run"
+        argv = ["--protocol", "lm-tiny", "--depth", "2", "--population", "4", "--generations", "0", "--keep-weights",
+                "all", "--protocol-setting", "max_eval_tokens=4096"]  # fmt: skip
+        assert main(["evolve", "--out", str(run), *argv]) == 2
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert "No space left on device" in last and "nothing was stored for it" in last
+        with RunStore(run) as store:
+            assert store.evaluations() == []
+        subprocess.run(["mount", "-o", "remount,size=4m", str(disk)], check=True)  # space freed
+        assert main(["evolve", "--resume", str(run)]) == 0
+        with RunStore(run) as store:
+            assert [e.status for e in store.evaluations()] == ["ok"] * 4
+        assert len(list((run / "weights").iterdir())) == 4

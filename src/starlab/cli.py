@@ -404,7 +404,7 @@ def evolve(args: argparse.Namespace) -> None:
         else:
             config = SearchConfig.from_preset(args.preset, **overrides)
     directory = args.resume if resume else args.out
-    execution = _execution(args, directory, resume)
+    execution, replaced = _execution(args, directory, resume)
     live = LiveReport(directory, REPORT_EVERY_S if execution.report_every is None else execution.report_every)
     scalars = TensorBoardScalars(execution.tensorboard) if execution.tensorboard else None  # refused before work
     executor = execution.make_executor()
@@ -414,6 +414,7 @@ def evolve(args: argparse.Namespace) -> None:
                         on_generation=_each_generation(live, scalars), execution=execution)  # fmt: skip
         if resume:
             _say_ignored(search.config.conflicts(**overrides))
+            _say_replaced(replaced)
         summary = _run(search, live, scalars)
     finally:
         progress.stop()
@@ -433,11 +434,14 @@ def _execution(args: argparse.Namespace, directory: str, resume: bool):
     from starlab.evolve.execution import Execution, resumed_execution
 
     given = {name: getattr(args, name) for name in EXECUTION_FLAGS}
-    execution, replaced = resumed_execution(directory, **given) if resume else Execution.resumed(None, "", **given)
-    if resume and replaced:
+    return resumed_execution(directory, **given) if resume else Execution.resumed(None, "", **given)
+
+
+def _say_replaced(replaced: dict) -> None:
+    """One line on stderr naming the stored execution settings that flags given with ``--resume`` replaced."""
+    if replaced:
         changes = "; ".join(f"{flag(k, True)}{new!r} (the run's was {old!r})" for k, (new, old) in replaced.items())
         print(f"starlab: note: resuming with {changes}; stored for later resumes", file=sys.stderr)
-    return execution
 
 
 #: The flags of how a run executes (``starlab.evolve.execution.Execution``): stored with the run.
