@@ -34,6 +34,7 @@ import sqlite3
 import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from contextlib import suppress
 from types import SimpleNamespace
 from typing import Any, NamedTuple
 
@@ -45,7 +46,7 @@ from pymoo.core.termination import NoTermination
 
 from starlab.assess import Evaluation
 from starlab.evolve.algorithms import make_algorithm
-from starlab.evolve.outcome import SearchSummary, check_not_all_failed
+from starlab.evolve.outcome import SearchSummary, StorageFault, check_not_all_failed
 from starlab.evolve.problem import GenomeProblem
 from starlab.genome import Genome
 from starlab.status import Status
@@ -265,10 +266,11 @@ class SteadyState:
                 done, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 for future in sorted(done, key=lambda f: running[f].index):
                     self._finished(running, future)
-        except KeyboardInterrupt:  # keep what finished meanwhile: resuming must not run it again
-            for future in sorted(running, key=lambda f: running[f].index):
-                if future.done() and not future.cancelled() and future.exception() is None:
-                    self._finished(running, future)
+        except (KeyboardInterrupt, StorageFault):  # keep what finished meanwhile: resuming must not run it again
+            with suppress(ValueError):  # the store itself may be what failed: then the first error is the news
+                for future in sorted(running, key=lambda f: running[f].index):
+                    if future.done() and not future.cancelled() and future.exception() is None:
+                        self._finished(running, future)
             raise
         if self.told and self._generation_of(len(self.told)) not in self._recorded():
             self._record(len(self.told))  # the genome space ran out before a whole generation
