@@ -182,6 +182,9 @@ class RunStore:
                 # a store made before stores had an identity gets one now (its log is then checked too)
                 self.db.execute("INSERT OR IGNORE INTO meta VALUES ('store_id', ?)", (json.dumps(uuid.uuid4().hex),))
                 self.db.execute("INSERT OR IGNORE INTO meta VALUES ('revision', '0')")
+            # the file itself holds the identity (and a recovered log's work) from now on, so that any later
+            # log can be checked against it; passive: a running search's log is never waited for
+            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except (sqlite3.Error, StoreError) as error:
             self.db.close()
             if isinstance(error, StoreError):
