@@ -132,7 +132,7 @@ class RunStore:
             raise ValueError("a read-only run store cannot be created")
         self.directory = Path(directory)
         self.path = self.directory / STORE_FILE
-        self.readonly, self._copy = readonly, None
+        self._copy: Path | None = None  # a reader's private copy of the store and its log, removed on close
         exists = self._exists()
         if not create and not exists:
             raise StoreError("no starlab run in {0} (missing {1})", self.directory, STORE_FILE)
@@ -239,10 +239,8 @@ class RunStore:
                 (e.hash, e.protocol, e.seed, e.width, e.status.value, e.quality, json.dumps(e.scores), e.params,
                  e.cache_bytes, e.seconds, e.worker, json.dumps(e.metrics), time.time()),
             )  # fmt: skip
-            added = cursor.rowcount == 1
-            if added:
-                self._count_revision()
-        return added
+            self._count_revision()
+        return cursor.rowcount == 1
 
     @_guarded
     def get_evaluation(self, genome_hash: str, protocol: str, seed: int) -> Evaluation | None:
