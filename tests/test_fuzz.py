@@ -5,7 +5,9 @@ must end the project's way: exit code 2 and exactly one line on stderr starting 
 progress line may precede it), no traceback, within :data:`LIMIT_S` seconds, with no training started, and
 with nothing already on disk changed: every file that existed before the case (a copied fixture run, a
 file named by ``--out``...) keeps its bytes and every stored evaluation row stays, and the paths a
-refused new run or export would have written (``{new...}`` in a case's argv) do not exist afterwards.
+refused new run or export would have written (``{new...}`` in a case's argv) do not exist afterwards. Readers
+(``report``, ``export``) leave even SQLite's ``-wal`` and ``-shm`` files as they were: none made, changed or
+removed, whether they refuse or succeed.
 
 ``argparse`` errors exit through ``SystemExit(2)``, whose code counts as the exit code; they must be one line
 too (an argparse error printed after a usage line is counted as ``argparse-two-line``, a failure). A case that
@@ -23,6 +25,7 @@ import shutil
 import signal
 import sqlite3
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -41,8 +44,11 @@ LIMIT_S = 20
 PROGRESS = re.compile(r"[━╸╺⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏]|\d+:\d\d:\d\d|-:--:--")
 ONE_LINE_ERROR = re.compile(r"starlab: error: \S")
 ARGPARSE_ERROR = re.compile(r"starlab( [\w-]+)*: error: \S")
-#: Files whose bytes may change without losing anything: SQLite's journal and index, the writer's pid.
+#: Files whose bytes may change without losing anything: SQLite's journal and index, the writer's pid. Readers
+#: (``report``, ``export``) may not change, make or remove even these (:data:`READERS`).
 VOLATILE = ("-wal", "-shm", "run.lock")
+LOGS = ("-wal", "-shm")
+READERS = ("report", "export")
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 RESULTS: dict[str, tuple[str, str]] = {}  # case id -> (outcome, detail), for the summary
@@ -470,10 +476,25 @@ STORES = {
     "generation-front-dict": store(sql("UPDATE generations SET front = '{}'")),
     "read-only-store": store(lambda p: p.chmod(0o444)),
 }  # fmt: skip
+
+
+def log_of(fixture):
+    """A setup that puts a write-ahead log beside the copied fixture run's store: ``stale_wal`` (the run's own
+    log as it was after generation 0: an older copy) or ``foreign_wal`` (another store's)."""
+
+    def setup(env, directory=None):
+        ((directory or env.run) / "run.sqlite-wal").write_bytes(env.fixtures[fixture].read_bytes())
+
+    return setup
+
+
 #: stores that, damaged this way, still hold everything a command needs: success is allowed (a garbage WAL
-#: file is no WAL to SQLite; report and export do not use the number of generations a run was set to)
-READABLE_STORES = {"garbage-wal", "config-generations-negative"}
+#: file is no WAL to SQLite; report and export do not use the number of generations a run was set to; a
+#: reader does not write, so a read-only store is readable)
+READABLE_STORES = {"garbage-wal", "config-generations-negative", "read-only-store"}
 STORES["garbage-wal"] = store(garbage_wal)
+STORES["stale-wal"] = log_of("stale_wal")  # before: report rolled the finished store back to generation 0
+STORES["foreign-wal"] = log_of("foreign_wal")
 for name, setup in STORES.items():
     for command, argv in {
         "resume": ("evolve", "--resume", "{run}"),
@@ -484,8 +505,34 @@ for name, setup in STORES.items():
             continue  # a replay rewrites the generations; that is not a refusal to test
         root_free = name == "read-only-store"
         readable = name in READABLE_STORES and (command != "resume" or name == "garbage-wal")
+        mentions = "write-ahead log" if name in ("stale-wal", "foreign-wal") else None
         case(f"store-{command}-{name}", *argv, setup=setup, expect="either" if readable else "error",
-             needs_root_free=root_free)  # fmt: skip
+             needs_root_free=root_free, mentions=mentions)  # fmt: skip
+
+
+def in_uri_named_dir(change):
+    """A setup: the fixture run copied into ``{new}?b#c%d`` (a ``?``, ``#`` and ``%`` in its name), then
+    ``change(env, store path)``. Before, opening that store opened (and created) a stray SQLite file ``{new}``."""
+
+    def setup(env):
+        shutil.copytree(env.fixtures["run"], env.tmp / "new?b#c%d")
+        change(env, env.tmp / "new?b#c%d" / "run.sqlite")
+
+    return setup
+
+
+URI_STORES = {
+    "page-2-garbage": (lambda env, path: garbage_page(1)(path), "corrupt"),
+    "schema-4": (lambda env, path: sql("UPDATE meta SET value = '4' WHERE key = 'schema_version'")(path), "schema 4"),
+    "stale-wal": (lambda env, path: log_of("stale_wal")(env, path.parent), "older than the store"),
+}  # fmt: skip
+for name, (change, mentions) in URI_STORES.items():
+    for command, argv in {
+        "resume": ("evolve", "--resume", "{new}?b#c%d"),
+        "report": ("report", "{new}?b#c%d"),
+        "export": ("export", "{new}?b#c%d", "--untrained", "--out", "{new_model}"),
+    }.items():
+        case(f"uri-chars-{command}-{name}", *argv, setup=in_uri_named_dir(change), mentions=mentions)
 for command, argv in {
     "resume": ("evolve", "--resume"), "report": ("report",), "export": ("export",),
 }.items():  # fmt: skip
@@ -588,23 +635,33 @@ FIGURE_NAMES = ("pareto_params.png", "hypervolume.png")
 @pytest.fixture(scope="module")
 def fixtures(tmp_path_factory):
     """Built once: a tiny finished synthetic search, a store with only a schema, a search with a config and no
-    generation, an export of the run and one of a small model (with its parsed config)."""
+    generation, an export of the run and one of a small model (with its parsed config); and two write-ahead
+    logs: the search's own as it was after generation 0, and the schema-only store's."""
     from starlab.evolve import Search, SearchConfig, make_executor
     from starlab.store import RunStore
 
     root = tmp_path_factory.mktemp("fuzz-fixtures")
     run = root / "run"  # what `starlab evolve` stores, without the report it writes (the cases start without)
     config = SearchConfig.from_preset("demo", protocol="synthetic", population=4, generations=1, depth=4)
-    search = Search(run, make_executor("local"), config)
+    logs = root / "stale.wal", root / "foreign.wal"
+
+    def keep_log(generation):  # while the search holds its store open, its log is not yet checkpointed
+        if generation.generation == 0:
+            shutil.copyfile(run / "run.sqlite-wal", logs[0])
+
+    search = Search(run, make_executor("local"), config, on_generation=keep_log)
     search.run()
     search.close()
     assert main(["export", str(run), "--untrained", "--out", str(root / "model")]) == 0
-    RunStore(root / "fresh", create=True).close()
+    fresh = RunStore(root / "fresh", create=True)
+    shutil.copyfile(root / "fresh" / "run.sqlite-wal", logs[1])
+    fresh.close()
     started = root / "started"
     shutil.copytree(run, started)
     sql("DELETE FROM generations", "UPDATE meta SET value = 'false' WHERE key = 'finished'")(started / "run.sqlite")
     small = save(small_model(), root / "model_small")
-    return {"run": run, "fresh": root / "fresh", "started": started, "model": root / "model", "model_small": small}
+    return {"run": run, "fresh": root / "fresh", "started": started, "model": root / "model", "model_small": small,
+            "stale_wal": logs[0], "foreign_wal": logs[1]}  # fmt: skip
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -640,7 +697,7 @@ class Env:
     case names them, and ``{new...}`` paths that must not exist after the case."""
 
     def __init__(self, tmp: Path, fixtures: dict, case: Case) -> None:
-        self.tmp, self.locks, self.cwd = tmp, [], tmp / "cwd"
+        self.tmp, self.locks, self.cwd, self.fixtures = tmp, [], tmp / "cwd", fixtures
         self.cwd.mkdir()
         (tmp / "file.txt").write_text("a file, not a directory\n")
         (tmp / "empty").mkdir()
@@ -682,17 +739,28 @@ def snapshot(root: Path) -> dict[str, bytes | None]:
     return files
 
 
+def logs(root: Path) -> dict[str, bytes]:
+    """SQLite's -wal and -shm files under ``root`` and their bytes."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.name.endswith(LOGS)}
+
+
 def evaluation_rows(root: Path) -> dict[str, list | None]:
+    """Every store's evaluation rows as SQLite sees them (its log applied), read from a private copy of the
+    store and its log: reading the store itself read-only would make a -wal and a -shm beside it."""
     rows = {}
     for path in root.rglob("run.sqlite"):
-        try:
-            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        with tempfile.TemporaryDirectory() as copy:
             try:
-                rows[str(path)] = db.execute("SELECT * FROM evaluations ORDER BY id").fetchall()
-            finally:
-                db.close()
-        except sqlite3.Error:
-            rows[str(path)] = None
+                for source in (path, path.with_name("run.sqlite-wal")):
+                    if source.is_file():
+                        shutil.copyfile(source, Path(copy) / source.name)
+                db = sqlite3.connect(Path(copy) / "run.sqlite")
+                try:
+                    rows[str(path)] = db.execute("SELECT * FROM evaluations ORDER BY id").fetchall()
+                finally:
+                    db.close()
+            except (sqlite3.Error, OSError):
+                rows[str(path)] = None
     return rows
 
 
@@ -717,7 +785,7 @@ def run_case(case: Case, env: Env, capfd) -> tuple[str, str]:
     if case.setup is not None:
         case.setup(env)
     argv = env.argv(case)
-    before, rows_before = snapshot(env.tmp), evaluation_rows(env.tmp)
+    before, rows_before, logs_before = snapshot(env.tmp), evaluation_rows(env.tmp), logs(env.tmp)
     threads = torch.get_num_threads()  # an executor sets torch's threads for this process: put them back after
     previous = signal.signal(signal.SIGALRM, _alarm)
     signal.setitimer(signal.ITIMER_REAL, LIMIT_S)
@@ -755,8 +823,11 @@ def run_case(case: Case, env: Env, capfd) -> tuple[str, str]:
         return "traceback", f"{type(raised).__name__}: {str(raised)[:300]}; {shown}"
     if "Traceback" in out or "Traceback" in err:
         return "traceback", shown
-    after, rows_after = snapshot(env.tmp), evaluation_rows(env.tmp)
+    after, rows_after, logs_after = snapshot(env.tmp), evaluation_rows(env.tmp), logs(env.tmp)
     changed = [name for name, data in before.items() if after.get(name, b"<gone>") != data]
+    if argv and argv[0] in READERS and not case.load:  # a reader makes, changes and removes no -wal or -shm
+        changed += [name for name in sorted(set(logs_before) | set(logs_after))
+                    if logs_before.get(name) != logs_after.get(name)]  # fmt: skip
     if code == 0 and case.expect == "either":
         changed = [n for n in changed if not n.endswith("run.sqlite")]  # a replay rewrites its generations
     lost = [path for path, rows in rows_before.items() if rows is not None and rows_after.get(path) != rows]

@@ -115,5 +115,5 @@ def _fits(value: Any, kind: str) -> bool:
 def resumed_execution(directory: str | Path, **given: Any) -> tuple[Execution, dict[str, tuple[Any, Any]]]:
     """The execution settings stored with the run in ``directory``, ``given`` ones in their place
     (:meth:`Execution.resumed`)."""
-    with RunStore(directory) as store:
+    with RunStore(directory, readonly=True) as store:
         return Execution.resumed(store.get_meta(EXECUTION), directory, **given)

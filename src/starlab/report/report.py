@@ -312,7 +312,7 @@ def write_report(
     directory = Path(directory)
     run = load_run(directory)
     if phase is None:
-        with RunStore(directory) as store:
+        with RunStore(directory, readonly=True) as store:
             phase = "finished" if store.get_meta("finished") else "unfinished"
     status = page_status(run, directory, phase, refresh, error)
     path = directory / "report.html"

@@ -3,7 +3,8 @@
 Two ``starlab evolve --resume DIR`` at once would both run all remaining work. The search takes an exclusive
 ``flock`` on ``DIR/run.lock`` for its lifetime; a second one is refused with the holder's pid. The kernel
 releases the lock when its process ends, however it ends (SIGKILL included), so a lock is never stale: the
-pid written in the file is only there to name the holder. Readers (``report``, ``export``) take no lock.
+pid written in the file is only there to name the holder. Readers (``report``, ``export``) take no lock; they
+only ask whether a search holds it (:func:`held_by_a_writer`), to know whether the store's log is a live one.
 """
 
 from __future__ import annotations
@@ -49,3 +50,23 @@ class RunLock:
     def release(self) -> None:
         if not self.file.closed:
             self.file.close()  # closing the descriptor releases the flock
+
+
+def held_by_a_writer(directory: str | Path) -> bool:
+    """Whether a search holds the run's lock now. Probed with a shared lock that is dropped at once (a reader
+    neither waits for the lock nor keeps it); no lock file, or no ``flock`` here, means no search is running."""
+    if fcntl is None:
+        return False
+    try:
+        descriptor = os.open(Path(directory) / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(descriptor)  # closing the descriptor drops the probe's lock
+    return False

@@ -207,7 +207,7 @@ class RunData:
 
 def load_run(directory: str | Path) -> RunData:
     """Read the run in ``directory``; a one-line error if it is not a search or has no generation yet."""
-    with RunStore(directory) as store:
+    with RunStore(directory, readonly=True) as store:
         config = store.get_meta("config")
         if config is None:
             raise StoreError("{0} holds no search config; is it a starlab search directory?", directory)

@@ -4,6 +4,14 @@ Durability: WAL journal with ``synchronous=FULL``, and each evaluation is commit
 over, so a crash (even SIGKILL) loses at most the evaluations still running. Evaluations are keyed by
 ``(canonical genome hash, protocol, seed)`` and inserted at most once, so none is ever stored (or, through
 the search's lookup, run) twice. An :class:`~starlab.assess.Evaluation` is stored whole and read back equal.
+
+Readers (``report``, ``export``) open the store read-only and never write a byte beside it: the file alone
+(``immutable``) when it has no write-ahead log; through a live search's log when one is running; otherwise
+through a private copy of the file and its log, where SQLite's recovery applies the log. A log is applied (by
+a reader's copy or a resumed search) only when it belongs to the store: every write transaction also counts
+up the store's ``revision`` in its meta table, next to the ``store_id`` it got when created, so a log must
+bring the same store id and no lower revision than the file holds. A stale log (an older copy of the same
+store) or another store's log is refused, and both files are left untouched.
 """
 
 from __future__ import annotations
@@ -12,8 +20,11 @@ import functools
 import json
 import math
 import os
+import shutil
 import sqlite3
+import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +34,7 @@ from starlab.errors import SettingError
 from starlab.genome import Genome
 
 STORE_FILE = "run.sqlite"
+WAL_SUFFIX = "-wal"  # SQLite's write-ahead log beside the store; "-shm" is its index
 SCHEMA_VERSION = 3  # 2: evaluations keep width and scores; generations keep their Pareto front; 3: and stats
 
 SCHEMA = """
@@ -113,25 +125,43 @@ def _is_int(value: Any) -> bool:
 class RunStore:
     """The SQLite file of one run. Use as a context manager or call :meth:`close`."""
 
-    def __init__(self, directory: str | Path, create: bool = False) -> None:
+    def __init__(self, directory: str | Path, create: bool = False, readonly: bool = False) -> None:
         if not isinstance(directory, (str, os.PathLike)) or not str(directory).strip():  # "" would be "."
             raise StoreError("no run directory given; name one (such as runs/demo)")
+        if create and readonly:
+            raise ValueError("a read-only run store cannot be created")
         self.directory = Path(directory)
         self.path = self.directory / STORE_FILE
+        self._copy: Path | None = None  # a reader's private copy of the store and its log, removed on close
+        exists = self._exists()
+        if not create and not exists:
+            raise StoreError("no starlab run in {0} (missing {1})", self.directory, STORE_FILE)
+        if exists:  # read-only: a foreign, old or corrupt file (or write-ahead log) is refused untouched
+            view = _View.open(self.path)
+            try:
+                _check_is_a_starlab_store(view.db, self.path)
+            except BaseException:
+                view.close()
+                raise
+            if readonly:
+                self.db, self._copy = view.db, view.copy
+                return
+            view.close()
+        self._open_for_writing(exists)
+
+    def _exists(self) -> bool:
         try:
             if self.directory.exists() and not self.directory.is_dir():
                 raise StoreError("{0} is a file, not a run directory", self.directory)
             if self.path.exists() and not self.path.is_file():
                 raise StoreError("{0} is not a file; a run directory holds its store in {1}", self.path, STORE_FILE)
-            exists = self.path.is_file()
+            return self.path.is_file()
         except (OSError, ValueError) as error:
             if isinstance(error, StoreError):
                 raise
             raise StoreError("cannot use {0} as a run directory: {1}", self.directory, _reason(error)) from None
-        if not create and not exists:
-            raise StoreError("no starlab run in {0} (missing {1})", self.directory, STORE_FILE)
-        if exists:
-            _check_is_a_starlab_store(self.path)  # read-only: a foreign, old or corrupt file is refused untouched
+
+    def _open_for_writing(self, exists: bool) -> None:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except (OSError, ValueError) as error:
@@ -144,9 +174,18 @@ class RunStore:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.identity = _identity(self.path)
-            if not exists:
-                self.db.executescript(SCHEMA)
-                self.set_meta("schema_version", SCHEMA_VERSION)
+            with self.db:
+                self.db.execute("BEGIN IMMEDIATE")
+                if not exists:
+                    for statement in filter(str.strip, SCHEMA.split(";")):
+                        self.db.execute(statement)
+                    self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (json.dumps(SCHEMA_VERSION),))
+                # a store made before stores had an identity gets one now (its log is then checked too)
+                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('store_id', ?)", (json.dumps(uuid.uuid4().hex),))
+                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('revision', '0')")
+            # the file itself holds the identity (and a recovered log's work) from now on, so that any later
+            # log can be checked against it; passive: a running search's log is never waited for
+            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except (sqlite3.Error, StoreError, OSError) as error:
             self.db.close()
             if isinstance(error, StoreError):
@@ -161,6 +200,13 @@ class RunStore:
 
     def close(self) -> None:
         self.db.close()
+        if self._copy is not None:
+            shutil.rmtree(self._copy, ignore_errors=True)
+            self._copy = None
+
+    def _count_revision(self) -> None:
+        """Every write transaction counts the store's revision up: what tells its own log from a stale one."""
+        self.db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'revision'")
 
     # ---- metadata (the run's config) -----------------------------------------------------------------
     @_guarded
@@ -187,7 +233,10 @@ class RunStore:
     @_guarded
     def set_meta(self, key: str, value: Any) -> None:
         self.check_in_place()
-        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+            self._count_revision()
 
     # ---- evaluations ---------------------------------------------------------------------------------
     @_guarded
@@ -204,6 +253,7 @@ class RunStore:
                 (e.hash, e.protocol, e.seed, e.width, e.status.value, e.quality, json.dumps(e.scores), e.params,
                  e.cache_bytes, e.seconds, e.worker, json.dumps(e.metrics), time.time()),
             )  # fmt: skip
+            self._count_revision()
         return cursor.rowcount == 1
 
     @_guarded
@@ -222,7 +272,10 @@ class RunStore:
     @_guarded
     def remove_failed(self) -> int:
         """Forget every failed evaluation (so that the search runs it again); returns how many there were."""
+        self.check_in_place()
         with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self._count_revision()
             return self.db.execute("DELETE FROM evaluations WHERE status = 'failed'").rowcount
 
     @_guarded
@@ -234,17 +287,12 @@ class RunStore:
     def add_generation(self, generation: Generation) -> None:
         g = generation
         self.check_in_place()
-        self.db.execute(
-            "INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                g.generation,
-                json.dumps(g.population),
-                json.dumps(g.front),
-                g.hypervolume,
-                time.time(),
-                json.dumps(g.stats),
-            ),
-        )
+        row = (g.generation, json.dumps(g.population), json.dumps(g.front), g.hypervolume, time.time(),
+               json.dumps(g.stats))  # fmt: skip
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?, ?)", row)
+            self._count_revision()
 
     @_guarded
     def generations(self) -> list[Generation]:
@@ -266,12 +314,102 @@ def _identity(path: Path) -> tuple[int, int]:
     return status.st_dev, status.st_ino
 
 
-def _check_is_a_starlab_store(path: Path) -> None:
-    """Refuse, without writing a byte, a file that is not an intact run store of this schema."""
+def _uri(path: Path, **query: str) -> str:
+    """``path`` as an SQLite URI: a ``?``, ``#`` or ``%`` in a directory's name is escaped, not read as the
+    URI's query (which opened, and created, a stray file named by the path's first part)."""
+    return path.absolute().as_uri() + ("?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else "")
+
+
+def _connect(path: Path, **query: str) -> sqlite3.Connection:
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        return sqlite3.connect(_uri(path, **query), uri=True, isolation_level=None)
     except sqlite3.Error as error:
         raise StoreError("run store {0} cannot be opened: {1}", path, error) from None
+
+
+def _stamp(db: sqlite3.Connection) -> tuple[Any, Any] | None:
+    """(store id, revision) as the store's meta table holds them, or None if it holds none (or is unreadable)."""
+    try:
+        rows = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('store_id', 'revision')").fetchall())
+        return (json.loads(rows["store_id"]), json.loads(rows["revision"])) if len(rows) == 2 else None
+    except (sqlite3.Error, KeyError, TypeError, ValueError, RecursionError):
+        return None
+
+
+@dataclass
+class _View:
+    """A read-only connection to a store as SQLite would see it, that writes nothing beside it; ``copy`` is the
+    private folder holding a copy of the store and its log (removed by :meth:`close`)."""
+
+    db: sqlite3.Connection
+    copy: Path | None = None
+
+    @classmethod
+    def open(cls, path: Path) -> _View:
+        wal = path.with_name(path.name + WAL_SUFFIX)
+        try:
+            has_log = wal.is_file() and wal.stat().st_size > 0
+        except OSError:
+            has_log = False
+        if not has_log:  # the file is the whole store: read it as it is (no -wal or -shm is made)
+            return cls(_connect(path, mode="ro", immutable="1"))
+        from starlab.store.lock import held_by_a_writer
+
+        if held_by_a_writer(path.parent):  # a running search's log: read through it, as SQLite shares it
+            return cls(_connect(path, mode="ro"))
+        return cls._recovered_copy(path, wal)
+
+    @classmethod
+    def _recovered_copy(cls, path: Path, wal: Path) -> _View:
+        """The store with its log applied in a private copy, if the log belongs to it (see the module)."""
+        copy = Path(tempfile.mkdtemp(prefix="starlab-store-"))
+        try:
+            shutil.copyfile(path, copy / path.name)
+            try:
+                shutil.copyfile(wal, copy / wal.name)
+            except FileNotFoundError:  # a search that just ended checkpointed it: the file is the store
+                shutil.rmtree(copy, ignore_errors=True)
+                return cls(_connect(path, mode="ro", immutable="1"))
+            alone = _connect(copy / path.name, mode="ro", immutable="1")
+            try:
+                before = _stamp(alone)
+            finally:
+                alone.close()
+            db = _connect(copy / path.name)  # SQLite's recovery applies the copied log here
+            after = _stamp(db)
+            if before is not None and (after is None or after[0] != before[0] or not after[1] >= before[1]):
+                db.close()
+                raise _foreign_log(path, wal, before, after)
+            db.execute("PRAGMA query_only = ON")
+            return cls(db, copy)
+        except BaseException as error:
+            shutil.rmtree(copy, ignore_errors=True)
+            if isinstance(error, (StoreError, KeyboardInterrupt, SystemExit)):
+                raise
+            if isinstance(error, (OSError, sqlite3.Error, TypeError)):
+                raise StoreError("cannot read the run store {0}: {1}", path, _reason(error)) from None
+            raise
+
+    def close(self) -> None:
+        self.db.close()
+        if self.copy is not None:
+            shutil.rmtree(self.copy, ignore_errors=True)
+
+
+def _foreign_log(path: Path, wal: Path, before: tuple, after: tuple | None) -> StoreError:
+    if after is None or after[0] != before[0]:
+        why = "belongs to another store (a log copied in, or left by a store this one replaced)"
+    else:
+        why = f"is older than the store (revision {after[1]} < {before[1]}: left from an earlier copy of it)"
+    return StoreError(
+        "run store {0} has a write-ahead log {1} that {2}; applying it would lose or mix in evaluations, so both "
+        "were left untouched: move {1} away to use the store as it is", path, wal.name, why,
+    )  # fmt: skip
+
+
+def _check_is_a_starlab_store(db: sqlite3.Connection, path: Path) -> None:
+    """Refuse, without writing a byte, a file that is not an intact run store of this schema (read through
+    ``db``, a :class:`_View`'s connection, which the caller closes)."""
     try:
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() if "meta" in tables else None
@@ -279,8 +417,6 @@ def _check_is_a_starlab_store(path: Path) -> None:
         problems = [line for (line,) in db.execute("PRAGMA quick_check(3)").fetchall() if line != "ok"]
     except sqlite3.DatabaseError as error:
         raise StoreError("run store {0} is unreadable or corrupt: {1}", path, error) from None
-    finally:
-        db.close()
     if row is None:
         raise StoreError("{0} is not a starlab run store (no schema version); it was left untouched", path)
     if problems:
