@@ -133,6 +133,7 @@ class RunStore:
         self.directory = Path(directory)
         self.path = self.directory / STORE_FILE
         self._copy: Path | None = None  # a reader's private copy of the store and its log, removed on close
+        self.identity: tuple[int, int] | None = None  # a writer's store file (device, inode): check_in_place
         exists = self._exists()
         if not create and not exists:
             raise StoreError("no starlab run in {0} (missing {1})", self.directory, STORE_FILE)
@@ -222,6 +223,8 @@ class RunStore:
     def check_in_place(self) -> None:
         """Refuse to write once the store file was deleted or replaced while open: SQLite would go on writing
         into the unlinked file, and every evaluation stored after that would be lost when the run ends."""
+        if self.identity is None:
+            return  # a reader's connection: SQLite refuses its writes
         try:
             same = _identity(self.path) == self.identity
         except OSError:
