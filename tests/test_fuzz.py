@@ -142,6 +142,13 @@ HUGE = {
     ("export", "{run}", "--untrained", "--out", "{new}", "--rank", "999"): "error",
     ("export", "{run}", "--untrained", "--out", "{new}", "--rank", str(10**30)): "error",
     ("export", "{run}", "--untrained", "--out", "{new}", "--seed", str(10**30)): "error",
+    # a billion: sized on meta, refused in a second (it was 5.3 GB and 20-32 s of CPU values first, issue 30)
+    (*EVOLVE, "--width", str(10**9)): "error",
+    ("mad", "transformer++", "--protocol", "tiny", "--width", str(10**9)): "error",
+    ("algo", "transformer++", "--task", "parentheses", "--width", str(10**9)): "error",
+    ("lm", "transformer++", "--protocol", "lm-tiny", "--width", str(10**9)): "error",
+    ("liv", "list", "--width", str(10**9)): "either",
+    ("genome", "show", "striped-hyena", "--depth", "4", "--width", str(10**9)): "either",
 }  # fmt: skip
 for number, (argv, expect) in enumerate(HUGE.items()):
     case(f"huge-{number}-{argv[0]}-{argv[-2]}", *argv, expect=expect)
@@ -440,6 +447,7 @@ STORES = {
     "config-population-str": store(set_config(with_(population="8"))),
     "config-seed-str": store(set_config(with_(seed="x"))),
     "config-objectives-int": store(set_config(with_(objectives=1))),
+    "config-objectives-str": store(set_config(with_(objectives="quality"))),  # resumed evaluations ran first
     "config-settings-list": store(set_config(with_(protocol_settings=[]))),
     "config-a-list": store(set_config(lambda c: list(c))),
     "config-a-string": store(set_config(lambda c: "abc")),
