@@ -484,4 +484,23 @@ def test_a_tampered_stored_config_is_a_one_line_error_on_resume(tmp_path, capsys
         store.set_meta("config", {**store.get_meta("config"), "population": "8"})
     code = main(["evolve", "--resume", str(tmp_path / "run")])
     err = capsys.readouterr().err
-    assert code == 2 and err == "starlab: error: search setting population = '8' must be int\n"
+    run = tmp_path / "run"
+    assert (
+        code == 2
+        and err == f"starlab: error: run {run} is corrupt: its stored search config has population = '8', not int\n"
+    )
+
+
+def test_a_stored_config_of_the_wrong_type_is_refused_before_any_evaluation(tmp_path, capsys):
+    """Objectives stored as the text 'quality' once resumed a generation, stored its evaluations, and only then
+    was refused by the report (issue 30)."""
+    from starlab.cli import main
+
+    run_search(tmp_path / "run", generations=1, population=4)
+    with RunStore(tmp_path / "run") as store:
+        store.set_meta("config", {**store.get_meta("config"), "objectives": "quality", "generations": 3})
+    before = _stored(tmp_path / "run")
+    code = main(["evolve", "--resume", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "stored search config has objectives = 'quality', not list" in err
+    assert _stored(tmp_path / "run") == before
