@@ -504,3 +504,17 @@ def test_a_stored_config_of_the_wrong_type_is_refused_before_any_evaluation(tmp_
     err = capsys.readouterr().err
     assert code == 2 and "stored search config has objectives = 'quality', not list" in err
     assert _stored(tmp_path / "run") == before
+
+
+@pytest.mark.parametrize(("stored", "shown"), [('"3"', "the text '3'"), ("3.0", "3.0"), ("null", "null")])
+def test_a_schema_version_that_is_not_a_number_is_named_as_such(tmp_path, capsys, stored, shown):
+    """A version stored as the text "3" read "has schema 3; this starlab reads schema 3" (issue 30)."""
+    from starlab.cli import main
+
+    run_search(tmp_path / "run", generations=0)
+    with sqlite3.connect(tmp_path / "run" / "run.sqlite") as db:
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (stored,))
+    db.close()
+    code = main(["report", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and f"is corrupt: its schema version is {shown}, not a whole number" in err, err

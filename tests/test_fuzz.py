@@ -449,6 +449,8 @@ STORES = {
     "schema-4": store(sql("UPDATE meta SET value = '4' WHERE key = 'schema_version'")),
     "schema-2": store(sql("UPDATE meta SET value = '2' WHERE key = 'schema_version'")),
     "schema-not-json": store(sql("UPDATE meta SET value = 'x' WHERE key = 'schema_version'")),
+    "schema-text": store(sql("""UPDATE meta SET value = '"3"' WHERE key = 'schema_version'""")),
+    "schema-float": store(sql("UPDATE meta SET value = '3.0' WHERE key = 'schema_version'")),  # read as 3
     "no-evaluations-table": store(sql("DROP TABLE evaluations")),
     "no-generations-table": store(sql("DROP TABLE generations")),
     "no-genomes-table": store(sql("DROP TABLE genomes")),
