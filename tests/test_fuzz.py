@@ -227,6 +227,8 @@ OPERATORS = {
 }  # fmt: skip
 for name, text in OPERATORS.items():
     case(f"liv-build-{name}", "liv", "build", text, "--width", "64")
+case("mad-tasks-not-in-protocol", "mad", "transformer++", "--protocol", "tiny", "--tasks", "selective-copying",
+     mentions="has no settings of selective-copying")  # fmt: skip
 case("genome-show-odd-preset-depth", "genome", "show", "striped-mamba", "--depth", "3")
 case("genome-show-depth-on-text", "genome", "show", "11111", "--depth", "2")
 case("algo-genome-bad", "algo", "99999", "--task", "parentheses")
