@@ -430,7 +430,8 @@ def test_ctrl_c_stops_in_one_line_and_leaves_a_consistent_store(tmp_path, execut
         pytest.importorskip("ray")
     run = tmp_path / "run"
     argv = [sys.executable, "-m", "starlab.cli", "evolve", "--protocol", "tiny", "--population", "4",
-            "--generations", "0", "--depth", "2", "--executor", executor, "--workers", "2"]  # fmt: skip
+            "--generations", "0", "--depth", "2", "--executor", executor]  # fmt: skip
+    argv += [] if executor == "local" else ["--workers", "2"]  # the local executor has no workers (refused)
     victim = subprocess.Popen([*argv, "--out", str(run)], stderr=subprocess.PIPE, text=True, start_new_session=True,
                               preexec_fn=_as_in_a_terminal)  # fmt: skip
     deadline = time.time() + 60
