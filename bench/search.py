@@ -85,7 +85,8 @@ def known_evaluations(work: Path, seed: int) -> dict[tuple[str, str], dict]:
 
 def run_one(variant: str, seed: int, args: argparse.Namespace) -> dict:
     directory = Path(args.work) / f"{args.protocol}-{variant}-seed{seed}"
-    inner = make_executor(args.executor, args.workers, args.threads)
+    workers = None if args.executor == "local" else args.workers  # the local executor takes no worker count
+    inner = make_executor(args.executor, workers, args.threads)
     executor = SharedEvaluations(inner, known_evaluations(Path(args.work), seed))
     run_to_end(directory, executor, config_for(variant, seed, args))
     executor.close()

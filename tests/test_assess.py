@@ -175,6 +175,25 @@ def test_mad_command_task_subset_and_errors(capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["mad", "mamba", "--protocol", "tiny", "--tasks", "selective-copying"],
+         "protocol 'tiny' has no settings of selective-copying; its tasks: in-context-recall"),
+        (["evolve", "--protocol", "tiny", "--protocol-setting", "settings=[]"],
+         "protocol 'tiny': its task settings ('settings') must hold at least one MAD task, got ()"),
+        (["evolve", "--protocol", "tiny", "--protocol-setting", "settings=1"],
+         "protocol 'tiny': its task settings ('settings') are MADSetting objects, which text cannot give"),
+    ],
+)  # fmt: skip
+def test_mad_task_settings_errors_say_what_the_setting_is(capsys, tmp_path, argv, message):
+    """They read "setting settings must be at least one MAD setting" (issue 30); a task the protocol has no
+    settings of is named as such."""
+    code, _, err = run_cli(capsys, *argv, *(["--out", str(tmp_path / "run")] if argv[0] == "evolve" else []))
+    assert code == 2 and err.startswith(f"starlab: error: {message}") and err.count("\n") == 1, err
+    assert not (tmp_path / "run").exists()
+
+
 def test_algo_command_embedding_only_trains_exactly_the_embeddings(capsys):
     code, out, _ = run_cli(capsys, "algo", "transformer++", "--depth", "2", "--task", "modular-addition",
                            "--embedding-only", "--steps", "3", "--width", "16", "--json")  # fmt: skip

@@ -220,3 +220,15 @@ def test_genome_from_json_file(tmp_path, capsys):
     path.write_text(json.dumps({"format": "starlab-genome", "slots": [[5, 1, 1, 1, 1], [9, 1, 1, 1, 1]]}))
     code, out, _ = run_cli(capsys, "genome", "show", str(path), "--json", "--width", "32")
     assert code == 0 and json.loads(out)["canonical"] == "51111-91111"
+
+
+def test_an_absurd_width_is_refused_without_filling_memory():
+    """``mad --width 1000000000`` is refused by its size, worked out on the meta device; sizing once computed a
+    billion-channel decay buffer on the CPU first (5.3 GB and 20-32 s before the refusal)."""
+    argv = ["mad", "transformer++", "--protocol", "tiny", "--width", str(10**9)]
+    script = (f"import resource, sys; from starlab.cli import main; code = main({argv!r}); "
+              "print(code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    code, peak_kb = result.stdout.split()
+    assert code == "2" and "would need more than" in result.stderr, result.stderr
+    assert int(peak_kb) < 1_500_000, f"peak {int(peak_kb) / 1e6:.1f} GB"  # importing torch is ~0.3 GB

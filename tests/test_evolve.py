@@ -601,4 +601,37 @@ def test_a_tampered_stored_config_is_a_one_line_error_on_resume(tmp_path, capsys
         store.set_meta("config", {**store.get_meta("config"), "population": "8"})
     code = main(["evolve", "--resume", str(tmp_path / "run")])
     err = capsys.readouterr().err
-    assert code == 2 and err == "starlab: error: search setting population = '8' must be int\n"
+    run = tmp_path / "run"
+    assert (
+        code == 2
+        and err == f"starlab: error: run {run} is corrupt: its stored search config has population = '8', not int\n"
+    )
+
+
+def test_a_stored_config_of_the_wrong_type_is_refused_before_any_evaluation(tmp_path, capsys):
+    """Objectives stored as the text 'quality' once resumed a generation, stored its evaluations, and only then
+    was refused by the report (issue 30)."""
+    from starlab.cli import main
+
+    run_search(tmp_path / "run", generations=1, population=4)
+    with RunStore(tmp_path / "run") as store:
+        store.set_meta("config", {**store.get_meta("config"), "objectives": "quality", "generations": 3})
+    before = _stored(tmp_path / "run")
+    code = main(["evolve", "--resume", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "stored search config has objectives = 'quality', not list" in err
+    assert _stored(tmp_path / "run") == before
+
+
+@pytest.mark.parametrize(("stored", "shown"), [('"3"', "the text '3'"), ("3.0", "3.0"), ("null", "null")])
+def test_a_schema_version_that_is_not_a_number_is_named_as_such(tmp_path, capsys, stored, shown):
+    """A version stored as the text "3" read "has schema 3; this starlab reads schema 3" (issue 30)."""
+    from starlab.cli import main
+
+    run_search(tmp_path / "run", generations=0)
+    with sqlite3.connect(tmp_path / "run" / "run.sqlite") as db:
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (stored,))
+    db.close()
+    code = main(["report", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and f"is corrupt: its schema version is {shown}, not a whole number" in err, err

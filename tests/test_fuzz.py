@@ -148,6 +148,13 @@ HUGE = {
     ("export", "{run}", "--untrained", "--out", "{new}", "--rank", "999"): "error",
     ("export", "{run}", "--untrained", "--out", "{new}", "--rank", str(10**30)): "error",
     ("export", "{run}", "--untrained", "--out", "{new}", "--seed", str(10**30)): "error",
+    # a billion: sized on meta, refused in a second (it was 5.3 GB and 20-32 s of CPU values first, issue 30)
+    (*EVOLVE, "--width", str(10**9)): "error",
+    ("mad", "transformer++", "--protocol", "tiny", "--width", str(10**9)): "error",
+    ("algo", "transformer++", "--task", "parentheses", "--width", str(10**9)): "error",
+    ("lm", "transformer++", "--protocol", "lm-tiny", "--width", str(10**9)): "error",
+    ("liv", "list", "--width", str(10**9)): "either",
+    ("genome", "show", "striped-hyena", "--depth", "4", "--width", str(10**9)): "either",
 }  # fmt: skip
 for number, (argv, expect) in enumerate(HUGE.items()):
     case(f"huge-{number}-{argv[0]}-{argv[-2]}", *argv, expect=expect)
@@ -217,6 +224,17 @@ for command, template in GENOME_COMMANDS.items():
         case(f"genome-{command}-{name}", *(a.replace("{g}", text) for a in template))
     for name, setup in GENOME_FILES.items():
         case(f"genome-{command}-file-{name}", *(a.replace("{g}", "{tmp}/" + name) for a in template), setup=setup)
+# operator genomes and class ids: brackets in pairs, ASCII digits (int() reads "١" and "１"; issue 30 item 8)
+OPERATORS = {
+    "unclosed": "[1,2,1,1,3", "unopened": "1,2,1,1,3]", "doubled": "[[1,2,1,1,3]", "arabic-digit": "[١,2,1,1,3]",
+    "fullwidth-gene": "[１,2,1,1,3]", "fullwidth-id": "１", "arabic-id": "٣", "one-in-brackets": "[3]",
+    "four-genes": "[1,2,1,1]", "empty": "", "brackets": "[]", "letters": "[a,b,c,d,e]", "negative": "[1,-2,1,1,3]",
+    "out-of-range": "[1,9,1,1,3]", "invalid-combination": "[9,1,1,1,3]", "unknown-name": "SA-9",
+}  # fmt: skip
+for name, text in OPERATORS.items():
+    case(f"liv-build-{name}", "liv", "build", text, "--width", "64")
+case("mad-tasks-not-in-protocol", "mad", "transformer++", "--protocol", "tiny", "--tasks", "selective-copying",
+     mentions="has no settings of selective-copying")  # fmt: skip
 case("genome-show-odd-preset-depth", "genome", "show", "striped-mamba", "--depth", "3")
 case("genome-show-depth-on-text", "genome", "show", "11111", "--depth", "2")
 case("algo-genome-bad", "algo", "99999", "--task", "parentheses")
@@ -439,6 +457,8 @@ STORES = {
     "schema-4": store(sql("UPDATE meta SET value = '4' WHERE key = 'schema_version'")),
     "schema-2": store(sql("UPDATE meta SET value = '2' WHERE key = 'schema_version'")),
     "schema-not-json": store(sql("UPDATE meta SET value = 'x' WHERE key = 'schema_version'")),
+    "schema-text": store(sql("""UPDATE meta SET value = '"3"' WHERE key = 'schema_version'""")),
+    "schema-float": store(sql("UPDATE meta SET value = '3.0' WHERE key = 'schema_version'")),  # read as 3
     "no-evaluations-table": store(sql("DROP TABLE evaluations")),
     "no-generations-table": store(sql("DROP TABLE generations")),
     "no-genomes-table": store(sql("DROP TABLE genomes")),
@@ -446,6 +466,7 @@ STORES = {
     "config-population-str": store(set_config(with_(population="8"))),
     "config-seed-str": store(set_config(with_(seed="x"))),
     "config-objectives-int": store(set_config(with_(objectives=1))),
+    "config-objectives-str": store(set_config(with_(objectives="quality"))),  # resumed evaluations ran first
     "config-settings-list": store(set_config(with_(protocol_settings=[]))),
     "config-a-list": store(set_config(lambda c: list(c))),
     "config-a-string": store(set_config(lambda c: "abc")),
@@ -604,6 +625,26 @@ for extra in [
     ("--ray-address", "127.0.0.1:1"),
 ]:  # fmt: skip
     case(f"executor-{'-'.join(extra)}", *EVOLVE, *extra)
+
+# settings that would do nothing where they are given are refused, naming the flag (issue 30 item 8)
+for name, extra, flag in [
+    ("workers-local", ("--workers", "4"), "--workers"),
+    ("workers-local-explicit", ("--executor", "local", "--workers", "2"), "--workers"),
+    ("workers-ray-cluster", ("--executor", "ray", "--ray-address", "127.0.0.1:1", "--workers", "2"), "--workers"),
+    ("eta-without-ladder", ("--eta", "4"), "--eta"),
+    ("eta-one-rung-ladder", ("--ladder", "synthetic", "--eta", "4"), "--eta"),
+    ("breed-factor-without-surrogate", ("--breed-factor", "4"), "--breed-factor"),
+    ("exploration-without-surrogate", ("--exploration", "0.5"), "--exploration"),
+    ("ladder-empty", ("--ladder", ""), "--ladder"),
+    ("ladder-blank", ("--ladder", "  "), "--ladder"),
+    ("device-cpu-99", ("--device", "cpu:99"), "cpu:99"),
+]:  # fmt: skip
+    case(f"idle-setting-{name}", *EVOLVE, *extra, mentions=flag)
+case("idle-setting-resume-workers-local", "evolve", "--resume", "{run}", "--workers", "2", mentions="--workers")
+case("idle-setting-resume-device-cpu-1", "evolve", "--resume", "{run}", "--device", "cpu:1", mentions="cpu:1")
+for command in (("mad", "transformer++", "--protocol", "tiny"), ("algo", "transformer++", "--task", "parentheses"),
+                ("lm", "transformer++", "--protocol", "lm-tiny")):  # fmt: skip
+    case(f"idle-setting-{command[0]}-device-cpu-99", *command, "--device", "cpu:99", mentions="cpu:99")
 
 
 # ---- starlab.load ---------------------------------------------------------------------------------------------

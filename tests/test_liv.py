@@ -124,3 +124,22 @@ def test_width_validation():
         build_liv(23, 64)
     with pytest.raises(ValueError, match="non-negative integer"):
         build_liv(1, 64).cache_bytes(-1)
+
+
+def test_sizing_on_meta_computes_no_initial_values():
+    """Models are sized on meta at any width; the few initial values made by elementwise math (Hyena's decay,
+    Mamba's step sizes) were computed on the CPU first, gigabytes at a width of a billion before any refusal."""
+    from starlab.liv.base import computed_on_cpu, meta_device
+
+    def never():
+        raise AssertionError("computed values that meta cannot hold")
+
+    with meta_device():
+        values = computed_on_cpu(never, (10**9,))
+        layer = build_liv(8, 10**8)  # GConv-2, a Hyena class: its decay buffer has a channel per unit of width
+    assert values.is_meta and values.shape == (10**9,) and values.dtype == torch.get_default_dtype()
+    assert layer.featurizer.filter.decay.is_meta
+    state = torch.random.get_rng_state()
+    expected = torch.linspace(1.0, 2.0, 5)
+    assert torch.equal(computed_on_cpu(lambda: torch.linspace(1.0, 2.0, 5), (5,)), expected)
+    assert torch.equal(torch.random.get_rng_state(), state)

@@ -156,6 +156,18 @@ def test_liv_build_refuses_an_invalid_operator_genome_in_one_line_or_repairs_it(
     assert json.loads(capsys.readouterr().out)["name"] == "Rec-1"
 
 
+@pytest.mark.parametrize("text", ["[1,2,1,1,3", "1,2,1,1,3]", "[١,2,1,1,3]", "[１,2,1,1,3]", "１", "٣", "[3]"])
+def test_an_open_bracket_or_a_digit_outside_ascii_is_refused(text):
+    """``int`` reads Arabic-Indic and fullwidth digits, and the brackets were stripped one at a time: these
+    built [1,2,1,1,3], SA-1 and SA-3 (issue 30)."""
+    from starlab.liv.operator import parse_operator
+
+    with pytest.raises(ValueError, match=r"operator genome|unknown LIV class"):
+        get_class(parse_operator(text))
+    assert parse_operator(" [1,2,1,1,3] ") == parse_operator("1,2,1,1,3") == (1, 2, 1, 1, 3)
+    assert get_class(parse_operator(" 3 ")).name == "SA-3"
+
+
 def test_liv_list_operators_lists_every_valid_combination(capsys):
     assert main(["liv", "list", "--operators", "--width", "64", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == len(valid_operator_genomes())

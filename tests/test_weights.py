@@ -47,6 +47,18 @@ def test_export_gives_the_kept_trained_model(run, tmp_path, capsys):
     assert (tmp_path / "model" / "tokenizer.json").is_file()
 
 
+@pytest.mark.parametrize("fmt", ["starlab", "hf"])
+def test_export_refuses_a_vocab_that_kept_weights_would_ignore(run, tmp_path, capsys, fmt):
+    """Kept weights have the vocabulary they were trained with (here a 300-token BPE); ``--vocab`` was
+    ignored in silence, a 256 or 50257 asked for and a 300 written (issue 30)."""
+    argv = ["export", str(run), "--rank", "1", "--format", fmt, "--vocab", "512", "--out", str(tmp_path / "model")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("starlab: error: --vocab sets the vocabulary of initial weights; rank 1 exports the "
+                          "trained weights the run kept") and err.count("\n") == 1, err  # fmt: skip
+    assert not (tmp_path / "model").exists()
+
+
 def test_a_hugging_face_export_of_kept_weights_uses_their_bpe(run, tmp_path):
     pytest.importorskip("transformers")
     assert main(["export", str(run), "--rank", "1", "--format", "hf", "--out", str(tmp_path / "hf")]) == 0

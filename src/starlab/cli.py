@@ -814,7 +814,8 @@ def add_evolution_commands(groups) -> None:
     exp.add_argument("directory", help="a run directory (evolve --out)")
     exp.add_argument("--rank", type=positive_int, default=1, help="1 = best quality on the run's Pareto front")
     exp.add_argument("--out", required=True, help="directory for config.json and model.safetensors")
-    exp.add_argument("--vocab", type=positive_int, default=256, help="vocabulary of the exported model")
+    exp.add_argument("--vocab", type=positive_int, help="vocabulary of exported initial weights (--untrained; "
+                     "default 256, byte-level); trained weights keep theirs")  # fmt: skip
     exp.add_argument("--train-steps", type=int, default=0, help="train as a byte-level LM first (or --untrained)")
     exp.add_argument("--data", help="corpus for --train-steps (default: bundled corpus)")
     exp.add_argument("--seed", type=int, default=0, help="seed of the weights (and of training; default 0)")

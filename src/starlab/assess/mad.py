@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from statistics import mean
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import torch
 
@@ -87,12 +87,28 @@ class MADProtocol(Protocol):
                 allowed = f"[task, epochs >= 1] pairs of tasks {', '.join(MAD_TASKS)}"
                 self._refuse("task_epochs", allowed, self.task_epochs)
 
+    def _refuse(self, setting: str, allowed: str, value: Any) -> NoReturn:
+        """The base message, except for ``settings``, whose name made it read "setting settings must be ...";
+        that one says what the setting holds (and that text cannot give one: it is the protocol's own)."""
+        if setting != "settings":
+            super()._refuse(setting, allowed, value)
+        shown = repr(value) if len(repr(value)) <= 60 else f"{repr(value)[:40]}…"
+        if isinstance(value, (list, tuple)) and not value:
+            what = "must hold at least one MAD task"
+        else:
+            what = "are MADSetting objects, which text cannot give (to train on fewer tasks: `starlab mad --tasks`)"
+        raise ValueError(f"protocol {self.name!r}: its task settings ('settings') {what}, got {shown}")
+
     def only(self, tasks: Iterable[str]) -> MADProtocol:
         """This protocol restricted to the settings of ``tasks`` (MAD task names)."""
         tasks = list(tasks)
         unknown = sorted(set(tasks) - set(MAD_TASKS))
         if unknown:
             raise SettingError("unknown MAD task(s) {0}; tasks: {1}", ", ".join(unknown), ", ".join(MAD_TASKS))
+        own = sorted({s.task for s in self.settings}, key=list(MAD_TASKS).index)
+        if not set(tasks) & set(own):
+            raise SettingError("protocol {0!r} has no settings of {1}; its tasks: {2}", self.name, ", ".join(tasks),
+                               ", ".join(own))  # fmt: skip
         return self.with_settings(settings=tuple(s for s in self.settings if s.task in tasks))
 
     def steps(self, setting: MADSetting) -> int:

@@ -84,6 +84,9 @@ class SearchConfig:
         object.__setattr__(self, "objectives", check_objectives(self.objectives))
         object.__setattr__(self, "seeds", tuple(s.strip() for s in seeds if s.strip()))
         object.__setattr__(self, "weights", tuple(self.weights))
+        if isinstance(self.ladder, str) and not self.ladder.strip():  # "" would quietly mean no ladder
+            raise SettingError("{0} is empty; name its protocols, cheapest first (e.g. demo,quick), or leave it out",
+                               Setting("ladder"))  # fmt: skip
         ladder = self.ladder.split(",") if isinstance(self.ladder, str) else self.ladder
         if any(not name.strip() for name in ladder) and (len(ladder) > 1 or not isinstance(self.ladder, str)):
             raise SettingError("{0} = {1!r} names an empty rung; name protocols, cheapest first (e.g. demo,quick)",
@@ -269,7 +272,8 @@ class SearchConfig:
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> SearchConfig:
         """A search preset (``demo``, ``quick``, ``paper-125m``...) with some settings replaced (``None``: kept)."""
-        return cls.from_json(_budget_over_generations({**search_preset(name)}, _given(overrides)))
+        given = _given(overrides)
+        return _check_given_apply(cls.from_json(_budget_over_generations({**search_preset(name)}, given)), given)
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> SearchConfig:
@@ -282,7 +286,22 @@ class SearchConfig:
             raise ValueError(f"cannot read search config {path}: its JSON is nested too deeply") from None
         if not isinstance(settings, dict):
             raise ValueError(f"search config {path} must hold a JSON object of settings")
-        return cls.from_json(_budget_over_generations(settings, _given(overrides)))
+        given = _given(overrides)
+        return _check_given_apply(cls.from_json(_budget_over_generations(settings, given)), given)
+
+
+def _check_given_apply(config: SearchConfig, given: dict[str, Any]) -> SearchConfig:
+    """``config``, or a one-line refusal of a setting given for a feature the search does not use: ``eta``
+    without a ladder, ``breed_factor`` or ``exploration`` without the surrogate would be ignored in silence.
+    Only given settings are checked: a preset or a stored config holds every setting, used or not."""
+    uses = {"eta": (bool(config.ladder), "ladder", "a ladder of two or more rungs"),
+            "breed_factor": (config.surrogate, "surrogate", "the surrogate"),
+            "exploration": (config.surrogate, "surrogate", "the surrogate")}  # fmt: skip
+    for name, (used, needs, what) in uses.items():
+        if name in given and not used:
+            raise SettingError("{0} applies to a search with {1} ({2}); this one has none, so it would do nothing",
+                               Setting(name), what, Setting(needs))  # fmt: skip
+    return config
 
 
 def _budget_over_generations(settings: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:

@@ -44,10 +44,6 @@ class Execution:
         if self.executor not in EXECUTORS:
             raise SettingError("{0} must be one of {1}, got {2!r}", Setting("executor"), ", ".join(EXECUTORS),
                                self.executor)  # fmt: skip
-        if self.workers != 1 and self.executor == "local":
-            raise SettingError("{0} {1} does nothing with the local executor, which runs one evaluation at a time "
-                               "in this process; use {2:=}process or ray", Setting("workers"), self.workers,
-                               Setting("executor"))  # fmt: skip
         check_keep_weights(self.keep_weights)
         check_device(self.device)
 
@@ -66,15 +62,14 @@ class Execution:
     def resumed(cls, data: Any, where: str | Path, **given: Any) -> tuple[Execution, dict[str, tuple[Any, Any]]]:
         """The stored settings ``data`` with the ``given`` ones (``None``: not given) in their place, and those
         replaced: name -> (given, stored). A run stored before these settings were kept has the defaults it ran
-        with (local, cpu, the front's weights). Settings that belong to the stored executor fall back to their
-        defaults when another executor is given: two workers do not follow a run into the local executor."""
+        with (local, cpu, the front's weights). The settings of the stored executor (workers, Ray address, GPUs)
+        fall back to their defaults when another executor is given without them: two process workers do not
+        follow a run into the local executor, nor a Ray cluster's address into the process executor."""
         stored = {**asdict(cls()), **_checked(data, where)}
         given = {name: value for name, value in given.items() if value is not None}
         changed = {name: (value, stored[name]) for name, value in given.items() if value != stored[name]}
-        if "executor" in changed:
-            new = given["executor"]
-            belongs = {"workers": new != "local", "ray_address": new == "ray", "gpus": new == "ray"}
-            given = {**{name: asdict(cls())[name] for name, kept in belongs.items() if not kept}, **given}
+        if "executor" in changed:  # the stored executor's own settings do not follow the run to another
+            given = {**{name: asdict(cls())[name] for name in ("workers", "ray_address", "gpus")}, **given}
         try:
             return cls(**{**stored, **given}), changed
         except ValueError as error:

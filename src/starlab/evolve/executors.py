@@ -345,9 +345,18 @@ def _ray_job(job: EvalJob, threads: int) -> dict:
 
 
 def make_executor(
-    name: str, workers: int = 1, threads: int | None = None, ray_address: str | None = None, gpus: float = 0
+    name: str, workers: int | None = None, threads: int | None = None, ray_address: str | None = None, gpus: float = 0
 ) -> Executor:
-    """Build an executor by name; ``threads`` is per worker (default: all cores for local, 1 otherwise)."""
+    """Build an executor by name; ``threads`` is per worker (default: all cores for local, 1 otherwise) and
+    ``workers`` the processes (process) or CPUs of a local Ray (default 1). A worker count where it does nothing,
+    the local executor or a Ray cluster that has its own CPUs, is refused rather than ignored."""
+    if name == "local" and workers not in (None, 1):
+        raise SettingError("{0} applies to the process and ray executors; the local executor runs one evaluation "
+                           "at a time in this process (run {1:=}process {0:=}{2})", Setting("workers"),
+                           Setting("executor"), workers)  # fmt: skip
+    if name == "ray" and ray_address is not None and workers not in (None, 1):
+        raise SettingError("{0} sets the CPUs of a Ray started here; the cluster at {1:=}{2} has its own",
+                           Setting("workers"), Setting("ray_address"), ray_address)  # fmt: skip
     if isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or not (math.isfinite(gpus) and gpus >= 0):
         raise SettingError("{0} must be a finite number >= 0 (GPUs per Ray task), got {1!r}", Setting("gpus"), gpus)
     if name != "ray" and gpus:
@@ -365,7 +374,7 @@ def make_executor(
     if name == "local":
         return LocalExecutor(threads)
     if name == "process":
-        return ProcessExecutor(workers, threads or 1)
+        return ProcessExecutor(workers or 1, threads or 1)
     if name == "ray":
         return RayExecutor(ray_address, workers, threads or 1, gpus)
     raise ValueError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")

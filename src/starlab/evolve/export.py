@@ -22,13 +22,15 @@ from starlab.train import TrainConfig, train
 
 #: what ``starlab export --format`` writes
 EXPORT_FORMATS = ("starlab", "hf")
+#: the vocabulary of a model trained or exported untrained here (byte-level), unless ``vocab_size`` says otherwise
+BYTE_VOCAB = 256
 
 
 def export_from_run(
     directory: str | Path,
     rank: int,
     out: str | Path,
-    vocab_size: int = 256,
+    vocab_size: int | None = None,
     train_steps: int = 0,
     data: str | None = None,
     seed: int = 0,
@@ -57,7 +59,11 @@ def export_from_run(
             "train it here with {1:=}N (and {2}), or export its initial weights with {3}",
             rank, Setting("train_steps"), Setting("data"), Setting("untrained"),
         )  # fmt: skip
-    model, how = _weights(run, member, kept, train_steps, data, seed, vocab_size)
+    if kept is not None and vocab_size is not None:
+        raise SettingError("{0} sets the vocabulary of initial weights; rank {1} exports the trained weights the run "
+                           "kept, with the vocabulary they were trained with: leave {0} out, or add {2}",
+                           Setting("vocab"), rank, Setting("untrained"))  # fmt: skip
+    model, how = _weights(run, member, kept, train_steps, data, seed, vocab_size or BYTE_VOCAB)
     objectives = {name: member[name] for name in run.config["objectives"]}
     metadata = {"source": str(Path(directory).resolve()), "rank": rank, "objectives": objectives, **how}
     tokenizer = kept / TOKENIZER_FILE if kept is not None and (kept / TOKENIZER_FILE).is_file() else None
@@ -69,8 +75,8 @@ def export_from_run(
 
 
 def _check_arguments(
-    format: str, train_steps: int, untrained: bool, seed: int, out: str | Path, data: str | None, vocab_size: int,
-    force: bool,
+    format: str, train_steps: int, untrained: bool, seed: int, out: str | Path, data: str | None,
+    vocab_size: int | None, force: bool,
 ) -> None:  # fmt: skip
     """Refuse a bad combination in one line before the run is read."""
     if format not in EXPORT_FORMATS:
@@ -86,7 +92,7 @@ def _check_arguments(
     if data is not None and not train_steps:
         raise SettingError("{0} is the corpus for {1}; without training it would be ignored",
                            Setting("data"), Setting("train_steps"))  # fmt: skip
-    if (train_steps or (untrained and format == "hf")) and vocab_size != 256:
+    if (train_steps or (untrained and format == "hf")) and vocab_size not in (None, BYTE_VOCAB):
         raise SettingError("a model trained or exported here is byte-level: {0} 256, got {1}",
                            Setting("vocab"), vocab_size)  # fmt: skip
     if not force and any((Path(out) / name).exists() for name in (CONFIG_FILE, WEIGHTS_FILE)):

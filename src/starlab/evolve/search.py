@@ -48,7 +48,7 @@ from starlab.evolve.surrogate import MIN_TRAINING, Surrogate, genome_features, s
 from starlab.evolve.weights import evaluation_name, has_weights, keep, prune
 from starlab.genome import Genome
 from starlab.status import Status
-from starlab.store import Generation, RunLock, RunStore, StoreError, check_config_keys, load_run
+from starlab.store import Generation, RunLock, RunStore, StoreError, check_stored_config, load_run
 
 #: the run directory's folder for the checkpoints of evaluations in progress (one folder per evaluation)
 CHECKPOINTS = "checkpoints"
@@ -123,7 +123,9 @@ class Search:
         if resume:
             if stored is None:
                 raise StoreError("run store in {0} has no search config; it is not a starlab search", directory)
-            config = SearchConfig.from_json(check_config_keys(stored, directory))  # only later-added keys default
+            # keys and types before anything runs (later-added keys default): 'quality' for a list was refused
+            # only by the report, after the resumed run had evaluated and stored new genomes
+            config = SearchConfig.from_json(check_stored_config(stored, directory))
             self.store.check()  # every stored record readable before the replay writes anything
             return config
         if stored is not None:

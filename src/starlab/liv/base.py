@@ -39,13 +39,16 @@ from starlab.liv.pool import LIVClass
 State = dict[str, Any]
 
 
-def computed_on_cpu(make: Callable[[], Tensor]) -> Tensor:
-    """Initial values made by elementwise math (or ``linspace``), computed on the CPU and moved to the device
-    being built on. Models are sized on the meta device, where such math runs PyTorch's Python reference
-    kernels; their first calls import ``torch._dynamo`` and sympy, seconds at the start of every process that
-    sizes a model. Sizing leaves the random stream alone: for meta, the CPU generator's state is restored."""
+def computed_on_cpu(make: Callable[[], Tensor], shape: tuple[int, ...]) -> Tensor:
+    """Initial values made by elementwise math (or ``linspace``) of ``shape``, computed on the CPU and moved to
+    the device being built on. Models are sized on the meta device, where such math runs PyTorch's Python
+    reference kernels; their first calls import ``torch._dynamo`` and sympy, seconds at the start of every
+    process that sizes a model. On meta nothing is computed: sizing an absurd width (a billion channels) must
+    not fill gigabytes of CPU memory with values nobody reads, and it leaves the random stream alone."""
     device = torch.get_default_device()
-    with torch.device("cpu"), torch.random.fork_rng(devices=[], enabled=device.type == "meta"):
+    if device.type == "meta":
+        return torch.empty(shape)
+    with torch.device("cpu"):
         values = make()
     return values.to(device)
 

@@ -123,10 +123,11 @@ class ImplicitFilter(nn.Module):
     def __init__(self, channels: int, hidden: int, bands: int, reference_length: int) -> None:
         super().__init__()
         self.reference_length = reference_length
-        freqs = computed_on_cpu(lambda: reference_length ** (-torch.arange(bands) / max(bands - 1, 1)))
+        freqs = computed_on_cpu(lambda: reference_length ** (-torch.arange(bands) / max(bands - 1, 1)), (bands,))
         self.register_buffer("freqs", freqs, False)
         slow, fast = math.log(1e-2) / 1.5, math.log(1e-2) / 0.3
-        self.register_buffer("decay", computed_on_cpu(lambda: torch.linspace(-slow, -fast, channels)), False)
+        decay = computed_on_cpu(lambda: torch.linspace(-slow, -fast, channels), (channels,))
+        self.register_buffer("decay", decay, False)
         self.mlp = nn.Sequential(
             nn.Linear(1 + 2 * bands, hidden),
             Sin(hidden),

@@ -173,13 +173,20 @@ def valid_operator_genomes() -> list[tuple[int, int, int, int, int]]:
 
 
 def parse_operator(text: str) -> tuple[int, int, int, int, int] | str:
-    """``[1,2,1,1,3]`` or ``1,2,1,1,3`` as five in-range genes; any other text is passed on as a pool id or name."""
-    inner = text.strip().removeprefix("[").removesuffix("]")
-    if "," not in inner:
-        return text.strip()
+    """``[1,2,1,1,3]`` or ``1,2,1,1,3`` as five in-range genes; any other text is passed on as a pool id or name.
+    Brackets come in a pair and digits are ASCII: ``[1,2,1,1,3`` (a bracket left open) and Arabic-Indic or
+    fullwidth digits, which Python's ``int`` reads, are refused rather than guessed at."""
+    stripped = text.strip()
+    opened, closed = stripped.startswith("["), stripped.endswith("]")
+    inner = stripped.removeprefix("[").removesuffix("]")
+    if "," not in inner and not (opened or closed):
+        return stripped
     items = [item.strip() for item in inner.split(",")]
+    if opened != closed:
+        where = "left open" if opened else "closed but never opened"
+        raise ValueError(f"an operator genome [f,t,s,n,c] has its bracket {where}: got {text!r}")
     if len(items) != 5 or not all(item.isascii() and item.isdigit() for item in items):
-        raise ValueError(f"an operator genome is 5 comma-separated integers [f,t,s,n,c], got {text!r}")
+        raise ValueError(f"an operator genome is 5 comma-separated integers [f,t,s,n,c] (digits 0-9), got {text!r}")
     return check_genes([int(item) for item in items])
 
 

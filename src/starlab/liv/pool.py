@@ -101,8 +101,9 @@ def register(liv_class: LIVClass) -> LIVClass:
 
 
 def get_class(key: int | str) -> LIVClass:
-    """Look a class up by id (``1``) or name (``"SA-1"``, case-insensitive)."""
-    if isinstance(key, str) and not key.strip().isdigit():
+    """Look a class up by id (``1``) or name (``"SA-1"``, case-insensitive). An id given as text is ASCII digits:
+    ``"１"`` or ``"٣"`` (which ``int`` reads) is no class name and no id."""
+    if isinstance(key, str) and not (key.strip().isascii() and key.strip().isdigit()):
         for liv_class in _POOL.values():
             if liv_class.name.lower() == key.strip().lower():
                 return liv_class

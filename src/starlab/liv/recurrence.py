@@ -57,8 +57,9 @@ class RecurrenceFeaturizer(nn.Module):
             self.in_proj = nn.Linear(width, width + state + heads, bias=False)
             self.in_conv = conv_weight(width + state, conv) if conv else None
             # step sizes log-uniform in [1e-3, 1e-1] and decay rates uniform in [1, 16], as Mamba-2
-            self.dt_bias = nn.Parameter(computed_on_cpu(lambda: _inverse_softplus(_log_uniform(heads, 1e-3, 1e-1))))
-            self.log_rate = nn.Parameter(computed_on_cpu(lambda: torch.empty(heads).uniform_(1, 16).log()))
+            dt_bias = computed_on_cpu(lambda: _inverse_softplus(_log_uniform(heads, 1e-3, 1e-1)), (heads,))
+            self.dt_bias = nn.Parameter(dt_bias)
+            self.log_rate = nn.Parameter(computed_on_cpu(lambda: torch.empty(heads).uniform_(1, 16).log(), (heads,)))
 
 
 class Recurrence(FeaturizedLIV):

@@ -97,13 +97,15 @@ def _device(device: Any) -> torch.device:
 
 def check_device(device: Any) -> torch.device:
     """``device`` as a ``torch.device`` that can hold weights here, or a one-line ``ValueError`` (an unknown
-    name, ``meta``, a CUDA or MPS device this machine has not got)."""
+    name, ``meta``, ``cpu:N`` for N > 0, a CUDA or MPS device this machine has not got)."""
     try:
         device = torch.device(device)
     except (RuntimeError, TypeError):
         raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {show(device)}") from None
     if device.type == "meta":
         raise ValueError("device must hold the weights ('cpu', 'cuda', ...), got 'meta'")
+    if device.type == "cpu" and device.index not in (None, 0):  # torch accepts 'cpu:99' and ignores the index
+        raise ValueError(f"device {str(device)!r} does not exist: the CPU is the one device 'cpu'")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"device {str(device)!r} is not available (torch.cuda.is_available() is False)")

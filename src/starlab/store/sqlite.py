@@ -431,6 +431,10 @@ def _check_is_a_starlab_store(db: sqlite3.Connection, path: Path) -> None:
         version = json.loads(row[0])
     except (TypeError, ValueError):
         version = row[0]
+    if isinstance(version, bool) or not isinstance(version, int):  # '"3"' read as "has schema 3; reads schema 3"
+        what = f"the text {version[:40]!r}" if isinstance(version, str) else str(row[0])[:40]
+        raise StoreError("run store {0} is corrupt: its schema version is {1}, not a whole number (the store was "
+                         "edited or damaged); it was left untouched", path, what)  # fmt: skip
     if version != SCHEMA_VERSION:
         raise StoreError(
             "run store {0} has schema {1}; this starlab reads schema {2} (the run was written by another "
