@@ -43,7 +43,11 @@ def command_line_on(executor):
     """(the command line's executor flags, its environment) for searches on ``executor``. Ray: a cluster of
     one 2-CPU node started for the test, which every attempt connects to (an attempt that started a local Ray
     of its own spent 5-10 s on it, four times a test); a killed attempt's tasks may still end there."""
-    flags = ["--executor", executor] + ([] if executor == "local" else ["--workers", "2", "--threads", "1"])
+    flags = ["--executor", executor] + {
+        "local": [],
+        "process": ["--workers", "2", "--threads", "1"],
+        "ray": ["--threads", "1"],
+    }[executor]  # a cluster has its own CPUs
     if executor != "ray":
         yield flags, None
         return
