@@ -141,10 +141,6 @@ class FoundCheckpoint:
     where: Path
     meta: dict[str, Any]
 
-    @property
-    def step(self) -> int:
-        return self.meta["step"]
-
 
 def find_checkpoint(directory: Path, max_steps: int | None = None) -> FoundCheckpoint | None:
     """The newest checkpoint, checked as far as it can be without the model: the pointer names a ``step-N``
