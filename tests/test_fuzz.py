@@ -36,7 +36,9 @@ import torch
 import starlab
 from starlab.cli import main
 from starlab.model.checkpoint import save
-from test_robust_model import CONFIG_CASES, WEIGHT_CASES, small_model, tamper
+from test_lm_run import checkpointed_lm_run, set_steps
+from test_robust_model import ARCHITECTURE_CHANGED, CONFIG_CASES, WEIGHT_CASES, small_model, tamper
+from test_train import CHECKPOINT_CASES
 
 #: Seconds one case may take before it counts as a hang.
 LIMIT_S = 20
@@ -591,6 +593,27 @@ case("export-train-data-missing", "export", "{run}", "--out", "{new}", "--train-
 case("export-train-data-empty", "export", "{run}", "--out", "{new}", "--train-steps", "5", "--data", "{emptytxt}")
 case("export-data-without-training", "export", "{run}", "--untrained", "--out", "{new}", "--data", "{tmp}/nope")
 
+case("lm-out-existing-file", "lm", "transformer++", "--protocol", "lm-tiny", "--out", "{file}")
+case("lm-out-under-file", "lm", "transformer++", "--protocol", "lm-tiny", "--out", "{file}/run")
+case("lm-out-in-proc", "lm", "transformer++", "--protocol", "lm-tiny", "--out", "/proc/starlab-fuzz/run")
+case("lm-resume-a-file", "lm", "--resume", "{file}")
+
+
+# ---- lm runs with a tampered or torn checkpoint (``{lmrun}``: stopped at step 4 of 8) ------------------------
+def in_lm_run(change):
+    return lambda env: change(env.tmp / "lmrun" / "checkpoints")
+
+
+def lm_steps(steps):
+    return lambda env: set_steps(steps)(env.tmp / "lmrun")
+
+
+for name, change, expected, found_before_training in CHECKPOINT_CASES:
+    if found_before_training:  # the others are found when the model is rebuilt (tests/test_train.py)
+        case(f"lm-checkpoint-{name}", "lm", "--resume", "{lmrun}", setup=in_lm_run(change), mentions=expected)
+case("lm-checkpoint-steps-below-its-step", "lm", "--resume", "{lmrun}", setup=lm_steps(3),
+     mentions="the checkpoint is at step 4, past the run's 3 steps")  # fmt: skip
+
 
 # ---- corpora -------------------------------------------------------------------------------------------------
 def corpus(name, content):
@@ -656,8 +679,8 @@ def load_case(name, change):
     case(f"load-{name}", "{model_small}", setup=change, load=True)
 
 
-for index, (name, change, _) in enumerate(CONFIG_CASES + WEIGHT_CASES):
-    if index % 7 == 0:
+for index, (name, change, expected) in enumerate(CONFIG_CASES + WEIGHT_CASES):
+    if index % 7 == 0 or expected == ARCHITECTURE_CHANGED:  # every case of the digest (issue 30 item 9)
         load_case(name, lambda env, change=change: tamper(env.model_small, env.model_small_config, change))
 load_case("config-is-dir", lambda env: _replace_with_dir(env.model_small / "config.json"))
 load_case("weights-empty", lambda env: (env.model_small / "model.safetensors").write_bytes(b""))
@@ -680,8 +703,9 @@ FIGURE_NAMES = ("pareto_params.png", "hypervolume.png")
 @pytest.fixture(scope="module")
 def fixtures(tmp_path_factory):
     """Built once: a tiny finished synthetic search, a store with only a schema, a search with a config and no
-    generation, an export of the run and one of a small model (with its parsed config); and two write-ahead
-    logs: the search's own as it was after generation 0, and the schema-only store's."""
+    generation, an export of the run and one of a small model (with its parsed config); two write-ahead logs:
+    the search's own as it was after generation 0, and the schema-only store's; an lm run stopped after its
+    step-4 checkpoint."""
     from starlab.evolve import Search, SearchConfig, make_executor
     from starlab.store import RunStore
 
@@ -705,8 +729,9 @@ def fixtures(tmp_path_factory):
     shutil.copytree(run, started)
     sql("DELETE FROM generations", "UPDATE meta SET value = 'false' WHERE key = 'finished'")(started / "run.sqlite")
     small = save(small_model(), root / "model_small")
+    lmrun = checkpointed_lm_run(root / "lmrun")
     return {"run": run, "fresh": root / "fresh", "started": started, "model": root / "model", "model_small": small,
-            "stale_wal": logs[0], "foreign_wal": logs[1]}  # fmt: skip
+            "stale_wal": logs[0], "foreign_wal": logs[1], "lmrun": lmrun}  # fmt: skip
 
 
 @pytest.fixture(scope="module", autouse=True)

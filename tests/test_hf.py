@@ -9,12 +9,15 @@ lean on the installed package.
 """
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
 
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from starlab.genome import Genome
 from starlab.liv import LIVConfig, class_ids, class_key, valid_operator_genomes
@@ -43,6 +46,69 @@ GENOMES = {
 }
 PROMPT, NEW = 6, 8
 
+
+def edit_config(**values):
+    def change(directory):
+        config = json.loads((directory / "config.json").read_text())
+        (directory / "config.json").write_text(json.dumps({**config, **values}))
+
+    return change
+
+
+def edit_liv(**values):
+    def change(directory):
+        config = json.loads((directory / "config.json").read_text())
+        (directory / "config.json").write_text(json.dumps({**config, "liv_config": {**config["liv_config"], **values}}))
+
+    return change
+
+
+def edit_weights(change_tensors, metadata=True):
+    """Rewrite the weights, changed by ``change_tensors``, keeping the digest (``metadata``) or dropping it."""
+
+    def change(directory):
+        path = directory / "model.safetensors"
+        with safe_open(str(path), framework="pt") as file:
+            stored = file.metadata() if metadata else None
+        tensors = load_file(str(path))
+        change_tensors(tensors)
+        save_file(tensors, str(path), metadata=stored)
+
+    return change
+
+
+def nan_in_embedding(tensors):
+    tensors["embed.weight"][0, 0] = float("nan")
+
+
+def cut_weights(keep):
+    def change(directory):
+        path = directory / "model.safetensors"
+        path.write_bytes(path.read_bytes()[:keep])
+
+    return change
+
+
+#: tampered copies of the "attention" export, each loaded by the exported code in the subprocess too
+TAMPERED = {
+    "tampered-genome": edit_config(genome="b112:1,1,1,1,1-9,1,1,1,1"),  # a parallel residual: the same tensors
+    "tampered-nan": edit_weights(nan_in_embedding),
+}
+#: (tampering of an export, what the one-line error says) for StarlabForCausalLM.from_pretrained
+TAMPERINGS = {
+    **{name: (change, None) for name, change in TAMPERED.items()},
+    "rope-base": (edit_liv(rope_base=500_000.0), "saved for another architecture than"),
+    "heads": (edit_liv(heads=4), "saved for another architecture than"),
+    "torn-weights": (cut_weights(-10), "model.safetensors: not a readable safetensors file"),
+    "empty-weights": (cut_weights(0), "model.safetensors: not a readable safetensors file"),
+    "no-weights": (lambda d: (d / "model.safetensors").unlink(), "model.safetensors: not a readable safetensors file"),
+    "old-export-other-shapes": (edit_weights(lambda t: t.update({"embed.weight": torch.zeros(256, 8)}), False),
+                                "model.safetensors: the weights do not match config.json"),
+    "config-torn": (lambda d: (d / "config.json").write_text('{"genome": '), "config.json: not JSON"),
+    "config-genome-bad": (edit_config(genome="99999"), "config.json: not a starlab model config"),
+}  # fmt: skip
+TAMPERED_SAYS = {"tampered-genome": "saved for another architecture than", "tampered-nan": "holds 1 NaN or infinite"}
+
 LOAD = (
     textwrap.dedent("""
     import json, sys
@@ -52,6 +118,13 @@ LOAD = (
     root, names = sys.argv[1], sys.argv[2:]
     data, out = torch.load(f"{root}/expected.pt"), {}
     for name in names:
+        if name.startswith("tampered-"):  # must be refused by the exported code: what it says
+            try:
+                AutoModelForCausalLM.from_pretrained(f"{root}/{name}", trust_remote_code=True)
+                out[name] = "loaded"
+            except Exception as error:
+                out[name] = f"{type(error).__name__}: {error}"
+            continue
         model = AutoModelForCausalLM.from_pretrained(f"{root}/{name}", trust_remote_code=True)
         tokens = data[name]["tokens"]
         logits = model(tokens).logits
@@ -93,8 +166,11 @@ def loaded(tmp_path_factory):
                 "generated": model.generate(tokens[:, :PROMPT], NEW, temperature=0),
             }  # fmt: skip
     torch.save(expected, root / "expected.pt")
-    done = subprocess.run([sys.executable, "-c", LOAD, str(root), *GENOMES], capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    for name, change in TAMPERED.items():
+        shutil.copytree(root / "attention", root / name)
+        change(root / name)
+    done = subprocess.run([sys.executable, "-c", LOAD, str(root), *GENOMES, *TAMPERED], capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     return root, json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -134,3 +210,27 @@ def test_the_tokenizer_is_the_byte_tokenizer_the_weights_were_trained_with(loade
     text = "naïve café — ok\n"
     assert found["tokenizer"]["ids"] == ByteTokenizer().encode(text).tolist()
     assert found["tokenizer"]["decoded"] == text
+
+
+@pytest.mark.parametrize("name", TAMPERINGS)
+def test_from_pretrained_refuses_a_tampered_export_in_one_line_naming_the_file(tmp_path, name):
+    """A config whose genome or LIV settings differ from the weights' (the digest saved with them), weights
+    that are not finite, torn or missing files: one ``ValueError`` naming the file, never a silent other model
+    or a safetensors/torch traceback."""
+    from starlab.hf.modeling import StarlabForCausalLM
+
+    torch.manual_seed(0)
+    directory = save_hf(Backbone(Genome.parse(GENOMES["attention"]), 16, 256, CONFIG), tmp_path / "model")
+    change, expected = TAMPERINGS[name]
+    change(directory)
+    with pytest.raises(ValueError) as info:
+        StarlabForCausalLM.from_pretrained(directory)
+    message = str(info.value)
+    assert (expected or TAMPERED_SAYS[name]) in message and "\n" not in message, message
+    assert message.startswith(str(directory)), message
+
+
+def test_the_exported_code_refuses_a_tampered_export_too(loaded):
+    _, found = loaded
+    for name, says in TAMPERED_SAYS.items():
+        assert found[name].startswith("ValueError: ") and says in found[name] and "\n" not in found[name], found[name]

@@ -3,10 +3,14 @@ exactly what an uninterrupted run reports."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+import pytest
 
 from starlab.assess import lm_run
 from starlab.cli import main
@@ -63,3 +67,81 @@ def test_flags_given_with_resume_that_differ_from_the_run_are_named_and_ignored(
     assert json.loads(out)["steps"] == 3  # the stored run, as it was
     assert err.strip() == ("starlab: note: resuming with the run's stored settings, ignoring --seed 5 (the run's: "
                            "0); --steps 7 (the run's: 3)")  # fmt: skip
+
+
+def checkpointed_lm_run(directory: Path) -> Path:
+    """An ``lm --out`` run of 8 steps stopped after its step-4 checkpoint: trained 4 steps with the
+    checkpoints kept and the report removed, its command then set to 8 steps (what a kill leaves)."""
+    import starlab.assess.lm
+    from starlab.train import trainer
+
+    command = lm_run.LMCommand("51111-91111", "lm-tiny", {"steps": 4}, checkpoint_every=2)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(starlab.assess.lm, "train", trainer.train)  # the fuzz suite stops training elsewhere
+        patch.setattr(lm_run, "clear_checkpoints", lambda directory: None)
+        lm_run.start(directory, command)
+        lm_run.run(directory, command)
+    (directory / lm_run.RESULT).unlink()
+    stored = json.loads((directory / lm_run.COMMAND).read_text())
+    (directory / lm_run.COMMAND).write_text(json.dumps({**stored, "settings": {"steps": 8}}))
+    return directory
+
+
+def set_steps(steps):
+    """Tamper with an lm run: its command asks for ``steps``."""
+
+    def tamper(directory: Path) -> None:
+        stored = json.loads((directory / lm_run.COMMAND).read_text())
+        (directory / lm_run.COMMAND).write_text(json.dumps({**stored, "settings": {"steps": steps}}))
+
+    return tamper
+
+
+@pytest.fixture(scope="module")
+def stopped_run(tmp_path_factory):
+    return checkpointed_lm_run(tmp_path_factory.mktemp("lm") / "run")
+
+
+def test_resuming_a_tampered_checkpoint_is_refused_in_one_line(stopped_run, tmp_path, capsys):
+    """Found before training (steps below the checkpoint's step) or when the optimizer is rebuilt (a moment of
+    another shape): one line naming the file, exit 2, the run left as it was."""
+    from test_train import CHECKPOINT_CASES
+
+    moment = next(c[1] for c in CHECKPOINT_CASES if c[0] == "moment-shape")
+    for tamper, expected in [
+        (set_steps(3), "step-4/state.json: the checkpoint is at step 4, past the run's 3 steps"),
+        (lambda d: moment(d / lm_run.CHECKPOINTS), "optimizer.safetensors: 'state.0.exp_avg' is a torch.float32"),
+    ]:
+        directory = tmp_path / "run"
+        shutil.rmtree(directory, ignore_errors=True)
+        shutil.copytree(stopped_run, directory)
+        tamper(directory)
+        assert main(["lm", "--resume", str(directory)]) == 2
+        err = capsys.readouterr().err
+        assert expected in err and err.count("\n") == 1 and err.startswith("starlab: error: "), err
+        assert not (directory / lm_run.RESULT).exists()
+    shutil.rmtree(directory)
+    shutil.copytree(stopped_run, directory)
+    assert main(["lm", "--resume", str(directory), "--json"]) == 0  # untouched, it resumes
+    assert json.loads(capsys.readouterr().out)["resumed_from_step"] == 4
+
+
+def test_lm_out_onto_a_file_or_an_unwritable_path_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    (tmp_path / "file").write_text("a file")
+    train = ["lm", "mamba", "--protocol", "lm-tiny", "--steps", "2", "--out"]
+    for out, expected in [
+        (tmp_path / "file", "is a file; an lm run's --out is a directory"),
+        (tmp_path / "file" / "run", "cannot write an lm run there (Not a directory)"),
+    ]:
+        assert main([*train, str(out)]) == 2
+        err = capsys.readouterr().err
+        assert expected in err and err.count("\n") == 1, err
+    assert (tmp_path / "file").read_text() == "a file"
+
+    def full(path, text):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(lm_run, "write_text_atomically", full)
+    assert main([*train, str(tmp_path / "new" / "run")]) == 2
+    assert "new/run: cannot write an lm run there (No space left on device)" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # the folders it made are gone again

@@ -23,9 +23,11 @@ from starlab.model import (
     largest_model_bytes,
 )
 from starlab.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load, save
+from starlab.model.digest import ARCHITECTURE_KEY, architecture_metadata
 from starlab.model.validation import LIV_CONFIG_RULES
 
 GENOME, WIDTH, VOCAB = Genome.parse("11111-91111"), 32, 64
+ARCHITECTURE_CHANGED = "model.safetensors: saved for another architecture than config.json describes"
 SMALL = LIVConfig(head_dim=8, recurrence_head_dim=8, scan_chunk=4)
 
 
@@ -202,7 +204,26 @@ CONFIG_CASES = [
     ("config-not-utf8", raw(b"\xff\xfe{\x00}"), "is not UTF-8 text"),
     ("config-deep", raw_value("metadata", "[" * 100_000 + "]" * 100_000), "nested too deeply"),
     ("config-huge-int", raw_value("width", "8" * 5000), "invalid JSON"),
+    # the same tensors, another architecture: found by the digest the weights were saved with (issue 30 item 9)
+    ("genome-same-shapes", set_key("genome", "b112:11111-91111"), ARCHITECTURE_CHANGED),  # a parallel residual
+    ("liv-rope-base-other", set_liv("rope_base", 500_000.0), ARCHITECTURE_CHANGED),
+    ("liv-head-dim-other", set_liv("head_dim", 16), ARCHITECTURE_CHANGED),  # two heads of 16, not one of 32
+    ("liv-heads-other", set_liv("heads", 2), ARCHITECTURE_CHANGED),
+    ("liv-rope-off", set_liv("rope", False), ARCHITECTURE_CHANGED),
 ]
+
+
+def other_digest(path):
+    state = {k: v.contiguous() for k, v in small_model().state_dict().items() if k != "head.weight"}
+    save_file(state, str(path), metadata={ARCHITECTURE_KEY: "sha256:" + "0" * 64})
+
+
+def inf_weights(path):
+    state = {k: v.clone() for k, v in small_model().state_dict().items()}
+    state["embed.weight"][3] = float("-inf")
+    save_file(state, str(path), metadata=architecture_metadata(small_model()))
+
+
 WEIGHT_CASES = [
     ("weights-garbage", weights_from(lambda p: p.write_bytes(b"\x00garbage" * 100)), "not a readable safetensors"),
     ("weights-empty", weights_from(lambda p: p.write_bytes(b"")), "not a readable safetensors"),
@@ -214,6 +235,7 @@ WEIGHT_CASES = [
     ("weights-nan", weights_from(nan_weights), "'livs.0.out_proj.weight' holds 1 NaN or infinite values"),
     ("weights-int", weights_from(int_weights), "weights must be floating point"),
     ("weights-extra", weights_from(extra_tensor), "holds 'extra.weight'"),
+    ("weights-other-digest", weights_from(other_digest), ARCHITECTURE_CHANGED),
 ]
 
 
@@ -328,6 +350,21 @@ def test_a_bom_and_old_nan_metadata_still_load(exported, tmp_path):
     text = json.dumps({**config, "metadata": {"perplexity": "__NAN__"}}).replace('"__NAN__"', "NaN")
     (directory / CONFIG_FILE).write_text(text)
     assert isinstance(load(directory), Backbone)
+
+
+def test_what_the_digest_leaves_alone_still_loads(exported, tmp_path):
+    """An export without a digest (older starlab) loads with the shape checks; a speed-only setting
+    (``scan_chunk``) or a number written another way (``10000`` for ``10000.0``) is the same architecture."""
+    _, config, config_bytes, weights_bytes = exported
+    directory = tmp_path / "m"
+    directory.mkdir()
+    (directory / CONFIG_FILE).write_bytes(config_bytes)
+    save_file(dict(small_model().state_dict()), str(directory / WEIGHTS_FILE))  # no metadata
+    assert logits_equal(load(directory), small_model())
+    (directory / WEIGHTS_FILE).write_bytes(weights_bytes)
+    for change in (set_liv("scan_chunk", 16), set_liv("rope_base", 10_000)):
+        (directory / CONFIG_FILE).write_text(json.dumps(change(config)))
+        assert logits_equal(load(directory), small_model())
 
 
 # ---- round trips --------------------------------------------------------------------------------------------

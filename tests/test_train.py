@@ -3,10 +3,12 @@
 import dataclasses
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from starlab.genome import Genome, preset
 from starlab.model import Backbone
@@ -306,3 +308,160 @@ def test_a_partly_written_checkpoint_is_not_used(tmp_path):
     train(first, task, config)
     train(again, task, config, checkpointing=checkpoints)
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values(), strict=True))
+
+
+# ---- tampered or torn checkpoints ---------------------------------------------------------------------------
+def _newest(directory):
+    """The step folder ``latest.json`` names (``step-4`` in the fixtures)."""
+    return directory / json.loads((directory / "latest.json").read_text())["checkpoint"]
+
+
+def edit_state(change):
+    def tamper(directory):
+        path = _newest(directory) / "state.json"
+        path.write_text(json.dumps(change(json.loads(path.read_text()))))
+
+    return tamper
+
+
+def set_state(**values):
+    return edit_state(lambda meta: {**meta, **values})
+
+
+def edit_tensors(file, change):
+    def tamper(directory):
+        path = _newest(directory) / file
+        tensors = load_file(str(path))
+        change(tensors)
+        save_file(tensors, str(path))
+
+    return tamper
+
+
+def write_file(name, data):
+    def tamper(directory):
+        path = directory / name if name == "latest.json" else _newest(directory) / name
+        path.write_bytes(data if isinstance(data, bytes) else data.encode())
+
+    return tamper
+
+
+def cut_file(name, keep):
+    def tamper(directory):
+        path = _newest(directory) / name
+        path.write_bytes(path.read_bytes()[:keep])
+
+    return tamper
+
+
+def step_far_ahead(directory):
+    """A consistent checkpoint (folder, pointer, state) at step 10**9: past any run's steps."""
+    folder = _newest(directory)
+    folder.rename(directory / "step-1000000000")
+    (directory / "latest.json").write_text(json.dumps({"checkpoint": "step-1000000000"}))
+    set_state(step=10**9)(directory)
+
+
+def drop(key):
+    return lambda tensors: tensors.pop(key)
+
+
+def put(key, value):
+    return lambda tensors: tensors.update({key: value})
+
+
+#: (id, tampering of a checkpoint directory, text of the one-line error, found before any model is built)
+CHECKPOINT_CASES = [
+    ("step-1e9", set_state(step=10**9), "'step' must be 4 (its folder is step-4), got 1000000000", True),
+    ("step-string", set_state(step="4"), "'step' must be 4 (its folder is step-4), got \"4\"", True),
+    ("step-negative", set_state(step=-1), "'step' must be 4", True),
+    ("step-float", set_state(step=4.0), "'step' must be 4", True),
+    ("step-past-the-run", step_far_ahead, "the checkpoint is at step 1000000000, past the run's", True),
+    ("loss-string", set_state(loss="low"), "'loss' must be a number", True),
+    ("seconds-negative", set_state(seconds=-5), "'seconds' must be a finite number >= 0", True),
+    ("history-string", set_state(history="x"), "'history' must be a list of evaluations", True),
+    ("history-without-score", set_state(history=[{"step": 4}]), "'history' must be a list of evaluations", True),
+    ("param-groups-missing", edit_state(lambda m: {k: v for k, v in m.items() if k != "param_groups"}),
+     "'param_groups' is missing", True),
+    ("state-a-list", write_file("state.json", "[]"), "state.json: must hold a JSON object, got []", True),
+    ("state-torn", write_file("state.json", '{"step": 4, "lo'), "state.json: not JSON", True),
+    ("state-missing", lambda d: (_newest(d) / "state.json").unlink(), "state.json: missing", True),
+    ("model-torn", cut_file("model.safetensors", -100), "model.safetensors: not a readable safetensors file", True),
+    ("model-empty", cut_file("model.safetensors", 0), "model.safetensors: not a readable safetensors file", True),
+    ("optimizer-torn", cut_file("optimizer.safetensors", 1000), "optimizer.safetensors: not a readable", True),
+    ("latest-a-list", write_file("latest.json", "[]"), 'must be {"checkpoint": "step-N"}', True),
+    ("latest-leaves", write_file("latest.json", '{"checkpoint": "../../elsewhere/step-4"}'),
+     'must be {"checkpoint": "step-N"}', True),
+    ("latest-absolute", write_file("latest.json", '{"checkpoint": "/etc"}'), 'must be {"checkpoint": "step-N"}', True),
+    ("latest-a-number", write_file("latest.json", '{"checkpoint": 4}'), 'must be {"checkpoint": "step-N"}', True),
+    ("latest-no-folder", write_file("latest.json", '{"checkpoint": "step-99"}'),
+     "names step-99, which is not a checkpoint folder", True),
+    ("latest-not-utf8", write_file("latest.json", b"\xff\xfe"), "latest.json: not JSON", True),
+    ("latest-a-folder", lambda d: ((d / "latest.json").unlink(), (d / "latest.json").mkdir()),
+     "latest.json: missing or not a plain file", True),
+    ("moment-shape", edit_tensors("optimizer.safetensors", put("state.0.exp_avg", torch.zeros(3, 3))),
+     "'state.0.exp_avg' is a torch.float32 tensor of shape [3, 3]; this run's optimizer needs floats of shape", False),
+    ("moment-missing", edit_tensors("optimizer.safetensors", drop("state.0.exp_avg")),
+     "'state.0.exp_avg' is missing", False),
+    ("moment-nan", edit_tensors("optimizer.safetensors", put("state.0.step", torch.tensor(float("nan")))),
+     "'state.0.step' holds values that are not finite", False),
+    ("moment-of-no-parameter", edit_tensors("optimizer.safetensors", put("state.999.exp_avg", torch.zeros(1))),
+     "holds \"state.999.exp_avg\", not a tensor of this run's optimizer", False),
+    ("rng-missing", edit_tensors("optimizer.safetensors", drop("rng.cpu")), "'rng.cpu' (the random state)", False),
+    ("rng-floats", edit_tensors("optimizer.safetensors", put("rng.cpu", torch.zeros(3))),
+     "'rng.cpu' is not a random state", False),
+    ("param-groups-one", edit_state(lambda m: {**m, "param_groups": m["param_groups"][:1]}),
+     "'param_groups' has 1 groups; this run's optimizer has 2", False),
+    ("param-groups-lr-string", edit_state(lambda m: {**m, "param_groups": [{**g, "lr": "fast"} for g in
+                                                                            m["param_groups"]]}),
+     "'lr' must be like", False),
+    ("param-groups-other-params", edit_state(lambda m: {**m, "param_groups": [{**g, "params": [0]} for g in
+                                                                               m["param_groups"]]}),
+     "group 0 must hold parameters", False),
+    ("model-tensor-missing", edit_tensors("model.safetensors", drop("embed.weight")),
+     "model.safetensors: does not fit this run's model", False),
+    ("model-tensor-shape", edit_tensors("model.safetensors", put("embed.weight", torch.zeros(2, 2))),
+     "model.safetensors: does not fit this run's model", False),
+]  # fmt: skip
+
+CHECKPOINTED = dataclasses.replace(FAST, max_steps=8, warmup_steps=2, eval_every=4)
+
+
+@pytest.fixture(scope="module")
+def checkpointed(tmp_path_factory):
+    """A run of 8 steps killed at step 5, after its step-4 checkpoint."""
+    directory = tmp_path_factory.mktemp("checkpointed") / "run"
+    with pytest.raises(Killed):
+        train(model(preset("mamba", 2)), previous_token_task(), CHECKPOINTED, on_step=kill_at(5),
+              checkpointing=Checkpointing(directory, every_steps=4))  # fmt: skip
+    assert _newest(directory).name == "step-4"
+    return directory
+
+
+@pytest.mark.parametrize(
+    ("tamper", "expected"), [c[1:3] for c in CHECKPOINT_CASES], ids=[c[0] for c in CHECKPOINT_CASES]
+)
+def test_a_tampered_or_torn_checkpoint_is_refused_in_one_line_naming_the_file(checkpointed, tmp_path, tamper, expected):
+    directory = tmp_path / "run"
+    shutil.copytree(checkpointed, directory)
+    tamper(directory)
+    steps = []
+    with pytest.raises(ValueError) as info:
+        train(model(preset("mamba", 2)), previous_token_task(), CHECKPOINTED, on_step=lambda s, _: steps.append(s),
+              checkpointing=Checkpointing(directory, every_steps=4))  # fmt: skip
+    message = str(info.value)
+    assert expected in message and "\n" not in message and len(message) < 400, message
+    assert message.startswith(str(directory)), message  # names the file
+    assert steps == []  # refused before a step was trained
+
+
+def test_a_checkpoint_at_the_last_step_finishes_the_run_without_training_more(checkpointed, tmp_path):
+    """A run killed after its last checkpoint and before its report: resumed, it reports what it trained."""
+    config = dataclasses.replace(CHECKPOINTED, max_steps=4)
+    whole = train(model(preset("mamba", 2)), previous_token_task(), config)
+    shutil.copytree(checkpointed, tmp_path / "run")
+    steps, checkpoints = [], Checkpointing(tmp_path / "run", every_steps=4)
+    resumed = train(model(preset("mamba", 2), seed=5), previous_token_task(), config,
+                    on_step=lambda s, _: steps.append(s), checkpointing=checkpoints)  # fmt: skip
+    assert steps == [] and resumed.steps == 4 and resumed.resumed_from == 4
+    assert resumed.history == whole.history and resumed.metrics == whole.metrics

@@ -10,6 +10,7 @@ bit-identical to a run never interrupted.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from starlab.assess.protocol import Progress, get_protocol
 from starlab.files import write_text_atomically
 from starlab.genome import Genome
 from starlab.train import Checkpointing, clear_checkpoints
+from starlab.train.checkpoint import find_checkpoint
 
 COMMAND, RESULT, CHECKPOINTS = "command.json", "result.json", "checkpoints"
 
@@ -37,18 +39,30 @@ class LMCommand:
 
 
 def start(directory: Path, command: LMCommand) -> None:
-    """Create ``directory`` for ``command``; one that already holds a run is refused (resume it instead)."""
+    """Create ``directory`` for ``command``; one that already holds a run is refused (resume it instead), and
+    so is a path that cannot be a directory we write: refused here, before any training, and with nothing left
+    behind (the folders this made are removed again)."""
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"{directory} is a file; an lm run's --out is a directory (a new or empty one)")
     if (directory / COMMAND).exists():
         raise ValueError(f"{directory} holds an lm run already: continue it with --resume {directory}")
-    directory.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(directory / COMMAND, json.dumps(asdict(command), indent=2))
+    made = next((p for p in reversed([directory, *directory.parents]) if not p.exists()), None)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(directory / COMMAND, json.dumps(asdict(command), indent=2))
+    except OSError as error:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+        raise ValueError(f"{directory}: cannot write an lm run there ({error.strerror or error})") from None
 
 
 def read(directory: Path) -> LMCommand:
     try:
         return LMCommand(**json.loads((directory / COMMAND).read_text()))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise ValueError(f"{directory}: no starlab lm run here (no {COMMAND})") from None
+    except OSError as error:
+        raise ValueError(f"{directory / COMMAND}: cannot be read ({error.strerror or error})") from None
     except (ValueError, TypeError) as error:
         raise ValueError(f"{directory / COMMAND}: unreadable ({error})") from None
 
@@ -63,6 +77,7 @@ def run(directory: Path | None, command: LMCommand, progress: Progress | None = 
     if directory is not None:
         minutes = command.checkpoint_minutes
         checkpointing = Checkpointing(directory / CHECKPOINTS, command.checkpoint_every, minutes and minutes * 60)
+        find_checkpoint(checkpointing.directory, protocol.steps)  # a tampered or torn one: refused before training
     result = assess(Genome.parse(command.genome), protocol, command.width, command.seed, command.device,
                     progress=progress, checkpointing=checkpointing)  # fmt: skip
     report = {

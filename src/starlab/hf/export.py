@@ -14,6 +14,7 @@ from safetensors.torch import save_model
 from starlab.hf.modeling import WEIGHTS, StarlabConfig
 from starlab.hf.vendor import ROOT_FILE, vendor
 from starlab.model import Backbone
+from starlab.model.digest import architecture_metadata
 
 #: what ``transformers``' Auto classes load from ``modeling_starlab.py``
 AUTO_MAP = {
@@ -39,7 +40,7 @@ def save_hf(model: Backbone, directory: str | Path, tokenizer_file: Path | None 
         auto_map=AUTO_MAP, architectures=["StarlabForCausalLM"], starlab=metadata,
     )  # fmt: skip
     config.save_pretrained(directory)
-    save_model(model, str(directory / WEIGHTS))
+    save_model(model, str(directory / WEIGHTS), metadata=architecture_metadata(model))
     vendor(directory)
     save_tokenizer(directory, tokenizer_file)
     return directory

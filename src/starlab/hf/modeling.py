@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model
 from torch import Tensor
 from transformers import GenerationMixin, PretrainedConfig, PreTrainedModel
@@ -28,8 +29,9 @@ from starlab.genome.genome import Genome
 from starlab.liv.base import state_nbytes
 from starlab.liv.config import LIVConfig
 from starlab.model.backbone import Backbone
+from starlab.model.digest import check_architecture
 
-WEIGHTS = "model.safetensors"
+WEIGHTS, CONFIG = "model.safetensors", "config.json"
 
 
 class StarlabConfig(PretrainedConfig):
@@ -53,6 +55,46 @@ class StarlabConfig(PretrainedConfig):
         self.hidden_size = width  # the name transformers' utilities look for
         self.num_hidden_layers = len(Genome.parse(genome).slots)
         super().__init__(**kwargs)
+
+
+def read_config(path: Path) -> StarlabConfig:
+    """``config.json`` as a :class:`StarlabConfig`; a ``ValueError`` naming the file when it is not one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ValueError(f"{path}: cannot be read ({error.strerror or error})") from None
+    except (ValueError, RecursionError) as error:
+        raise ValueError(f"{path}: not JSON ({_one_line(error)})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: must hold a JSON object (a starlab model config)")
+    try:
+        return StarlabConfig(**data)
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
+        raise ValueError(f"{path}: not a starlab model config ({_one_line(error)})") from None
+
+
+def load_weights(backbone: Backbone, path: Path, config_path: Path) -> None:
+    """Load ``path`` into ``backbone`` (strictly: every tensor, each in its shape) after checking that the
+    weights were saved for the architecture ``config_path`` describes; then refuse non-finite weights."""
+    try:
+        with safe_open(str(path), framework="pt") as file:
+            metadata = file.metadata()
+    except (SafetensorError, OSError) as error:
+        raise ValueError(f"{path}: not a readable safetensors file ({_one_line(error)})") from None
+    check_architecture(backbone, metadata, str(path), str(config_path))
+    try:
+        load_model(backbone, str(path), strict=True)
+    except (RuntimeError, SafetensorError, OSError, ValueError) as error:
+        raise ValueError(f"{path}: the weights do not match {config_path.name} ({_one_line(error)})") from None
+    for name, tensor in backbone.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ValueError(f"{path}: {name!r} holds {bad} NaN or infinite values; a model with them computes NaN")
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip()) or type(error).__name__
+    return text if len(text) <= 300 else f"{text[:300]}…"
 
 
 class StarlabCache:
@@ -93,12 +135,21 @@ class StarlabForCausalLM(PreTrainedModel, GenerationMixin):
         """Build the backbone and load its safetensors weights the way starlab saved them (shared tensors once,
         re-tied by the model that shares them), rather than through ``transformers``' loader, which would
         re-initialise a shared tensor stored under one name only. ``dtype``/``torch_dtype`` and ``device_map``
-        (one device) are honoured; other loader options do not apply to a local export."""
+        (one device) are honoured; other loader options do not apply to a local export.
+
+        An export is a file anything may have changed: a config whose genome or LIV settings differ from what
+        the weights were saved with (``starlab.model.digest``), weights that are not finite, a torn or
+        unreadable file: each is one ``ValueError`` naming the file."""
         directory = Path(directory)
         if config is None:
-            config = StarlabConfig(**json.loads((directory / "config.json").read_text()))
-        model = cls(config)
-        load_model(model.backbone, directory / WEIGHTS, strict=True)
+            config = read_config(directory / CONFIG)
+        try:
+            model = cls(config)
+        except (ValueError, TypeError, KeyError, RuntimeError) as error:
+            raise ValueError(
+                f"{directory / CONFIG}: the model it describes cannot be built ({_one_line(error)})"
+            ) from None
+        load_weights(model.backbone, directory / WEIGHTS, directory / CONFIG)
         dtype = kwargs.get("dtype", kwargs.get("torch_dtype"))
         if isinstance(dtype, torch.dtype):
             model.to(dtype)

@@ -5,8 +5,10 @@ Shared parameters (featurizer sharing, a tied head) are stored once and re-tied 
 
 An export is data from anywhere, so :func:`load` trusts none of it. Every key of ``config.json`` is checked
 (type and range; the exact set of keys, no more, no fewer), the weights file's header is compared with the
-model the config describes before the model is allocated, the model's memory is checked before it is built,
-and the loaded weights must be finite. Each refusal is one ``ValueError`` line naming the file and the key,
+model the config describes before the model is allocated (its tensors and shapes, then the digest of the
+architecture that :func:`save` writes into it, which notices a changed genome or LIV setting that keeps every
+shape: :mod:`starlab.model.digest`), the model's memory is checked before it is built, and the loaded weights
+must be finite. Each refusal is one ``ValueError`` line naming the file and the key,
 ``{config_path}: 'width' must be a positive multiple of 8, got "256"``; nothing is ever written.
 :func:`save` runs the same checks before it writes, so what it writes loads.
 """
@@ -27,6 +29,7 @@ from safetensors.torch import load_model, save_model
 from starlab.genome import Genome
 from starlab.liv import LIVConfig, check_width
 from starlab.model.backbone import Backbone
+from starlab.model.digest import architecture_metadata, check_architecture
 from starlab.model.memory import check_device, check_model_fits
 from starlab.model.validation import liv_config_rules, show
 
@@ -80,7 +83,7 @@ def save(model: Backbone, directory: str | Path, tokenizer_file: Path | None = N
         directory.mkdir(parents=True, exist_ok=True)
         weights_tmp, config_tmp = directory / f".{WEIGHTS_FILE}.tmp", directory / f".{CONFIG_FILE}.tmp"
         try:
-            save_model(model, str(weights_tmp))
+            save_model(model, str(weights_tmp), metadata=architecture_metadata(model))
             config_tmp.write_text(text + "\n", encoding="utf-8")
             os.replace(weights_tmp, directory / WEIGHTS_FILE)
             os.replace(config_tmp, directory / CONFIG_FILE)
@@ -121,7 +124,8 @@ def load(directory: str | Path, device: str | torch.device = "cpu") -> Backbone:
         raise ValueError(f"{config_path}: {error}") from None
     except (RuntimeError, TypeError, OverflowError) as error:  # sizes beyond torch's (where memory is not known)
         raise ValueError(f"{config_path}: the model it describes cannot be built ({_first_line(error)})") from None
-    _check_header(weights_path, probe)
+    metadata = _check_header(weights_path, probe)
+    check_architecture(probe, metadata, str(weights_path), CONFIG_FILE)  # shapes agree; does the architecture?
     try:
         model = Backbone(**settings)
     except ValueError as error:  # the memory went elsewhere since the check above
@@ -245,12 +249,14 @@ def _unique_keys(path: Path):
     return hook
 
 
-def _check_header(path: Path, probe: Backbone) -> None:
-    """The file holds exactly the probe's tensors (one name per shared tensor), in its shapes, as floats."""
+def _check_header(path: Path, probe: Backbone) -> dict[str, str] | None:
+    """The file holds exactly the probe's tensors (one name per shared tensor), in its shapes, as floats;
+    returns the header's metadata (where :mod:`starlab.model.digest` keeps the architecture's digest)."""
     try:
         with safe_open(str(path), framework="pt") as file:
             slices = {name: file.get_slice(name) for name in file.keys()}  # noqa: SIM118 (not a dict)
             header = {name: (part.get_shape(), part.get_dtype()) for name, part in slices.items()}
+            metadata = file.metadata()
     except (SafetensorError, OSError) as error:
         raise ValueError(f"{path}: not a readable safetensors file ({_first_line(error)})") from None
     expected = probe.state_dict(keep_vars=True)
@@ -274,6 +280,7 @@ def _check_header(path: Path, probe: Backbone) -> None:
             raise ValueError(f"{path}: {names[0]!r} is missing (weights of another genome?)")
         if len(present) > 1:
             raise ValueError(f"{path}: {present[0]!r} and {present[1]!r} are one shared tensor but stored twice")
+    return metadata
 
 
 def _check_finite(model: Backbone, where: str) -> None:

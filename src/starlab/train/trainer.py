@@ -158,7 +158,9 @@ def train(
     batches = task.train_batches(config.batch_size, np.random.default_rng(config.seed))
     status, loss_value, done, trained_s = Status.COMPLETED, float("nan"), 0, 0.0
     history: list[dict[str, float]] = []
-    if checkpointing is not None and (resumed := load_checkpoint(checkpointing.directory, model, optimizer)):
+    if checkpointing is not None and (
+        resumed := load_checkpoint(checkpointing.directory, model, optimizer, config.max_steps)
+    ):
         done, loss_value, trained_s, history = resumed.step, resumed.loss, resumed.seconds, resumed.history
         for _ in range(done):  # the batches already trained on: drawn again, so the stream goes on exactly
             next(batches)
