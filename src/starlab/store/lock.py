@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from starlab.store.sqlite import StoreError
+from starlab.store.error import StoreError
 
 LOCK_FILE = "run.lock"
 

@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from starlab.assess.record import Evaluation
-from starlab.errors import SettingError
 from starlab.genome import Genome
+from starlab.store.error import StoreError
+from starlab.store.lock import held_by_a_writer
 
 STORE_FILE = "run.sqlite"
 WAL_SUFFIX = "-wal"  # SQLite's write-ahead log beside the store; "-shm" is its index
@@ -91,10 +92,6 @@ class Generation:
     @property
     def front_members(self) -> list[dict[str, Any]]:
         return [self.population[i] for i in self.front]
-
-
-class StoreError(SettingError):
-    """A run directory that cannot be used (missing, corrupt, or holding another run)."""
 
 
 def _guarded(method):
@@ -356,8 +353,6 @@ class _View:
             has_log = False
         if not has_log:  # the file is the whole store: read it as it is (no -wal or -shm is made)
             return cls(_connect(path, mode="ro", immutable="1"))
-        from starlab.store.lock import held_by_a_writer
-
         if held_by_a_writer(path.parent):  # a running search's log: read through it, as SQLite shares it
             return cls(_connect(path, mode="ro"))
         return cls._recovered_copy(path, wal)
