@@ -209,7 +209,7 @@ def test_evaluations_that_finished_when_ctrl_c_came_are_stored(tmp_path, monkeyp
     """Ctrl-C while waiting for results: whatever had finished by then is committed before the search stops."""
     from concurrent.futures import Future
 
-    import starlab.evolve.search as search_module
+    import starlab.evolve.evaluations as evaluations_module
     from starlab.evolve.executors import run_job
 
     submitted = []
@@ -230,7 +230,7 @@ def test_evaluations_that_finished_when_ctrl_c_came_are_stored(tmp_path, monkeyp
 
     genomes = [random_genome(4, seed).canonical() for seed in range(4)]
     search = Search(tmp_path / "run", Deferred(), SearchConfig(protocol="synthetic", depth=4, seeds=()))
-    monkeypatch.setattr(search_module, "as_completed", finish_all_but_the_first_then_ctrl_c)
+    monkeypatch.setattr(evaluations_module, "as_completed", finish_all_but_the_first_then_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
         search.evaluate(genomes, "synthetic")
     stored = {e.hash for e in search.store.evaluations()}

@@ -412,13 +412,13 @@ def test_a_full_disk_stops_the_run_blames_no_genome_and_a_resume_runs_that_evalu
 
 def test_weights_that_cannot_be_kept_stop_the_run_with_nothing_stored(tmp_path, monkeypatch, capsys):
     """Moving a finished evaluation's trained model into the run directory failed with a traceback."""
-    import starlab.evolve.search
+    import starlab.evolve.evaluations
     from starlab.cli import main
 
     def full(*args):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "weights"))
 
-    monkeypatch.setattr(starlab.evolve.search, "keep", full)
+    monkeypatch.setattr(starlab.evolve.evaluations, "keep", full)
     assert main(["evolve", "--out", str(tmp_path / "run"), "--protocol", "synthetic", "--population", "4"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "No space left on device" in err.strip().splitlines()[-1]

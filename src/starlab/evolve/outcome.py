@@ -1,6 +1,6 @@
 """What a search ends with: its summary, or the error that says the setup (not the architectures) is broken.
 
-Both the generational loop (:mod:`starlab.evolve.search`) and the steady state (:mod:`starlab.evolve.steady`)
+Both the generational loop (:mod:`starlab.evolve.generational`) and the steady state (:mod:`starlab.evolve.steady`)
 return and raise these.
 """
 
@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from starlab.assess import Evaluation
+from starlab.evolve.config import SearchConfig
 from starlab.status import Status
+from starlab.store import Generation, RunStore
 
 
 class SearchFailed(ValueError):
@@ -55,6 +57,19 @@ def check_any_succeeded(evaluations: Sequence[Evaluation], after: str) -> None:
         f"no evaluation succeeded {after} ({what}), so the search found no genome"
         + (f"; the first error: {error}" if error else "; check the protocol's settings (a learning rate too high?)")
     )
+
+
+def summarize(store: RunStore, config: SearchConfig, new_evaluations: int, seconds: float) -> SearchSummary:
+    """A run's summary as its store holds it: the last generation recorded, the search protocol's evaluations
+    and how many failed, and the evaluations on each higher rung (both loops end with this)."""
+    generations = store.generations()
+    last = generations[-1] if generations else Generation(-1, [], [], 0.0)
+    evaluations = store.evaluations(config.protocol)
+    return SearchSummary(
+        store.directory, last.generation, len(evaluations), new_evaluations, seconds, last.front_members,
+        last.hypervolume or 0.0, sum(e.status == Status.FAILED for e in evaluations),
+        {rung: len(store.evaluations(rung)) for rung in config.rungs()[1:]},
+    )  # fmt: skip
 
 
 @dataclass

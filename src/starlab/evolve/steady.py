@@ -31,12 +31,10 @@ the store (its ``told`` prefix), the budget is spent exactly, and resuming loses
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from contextlib import suppress
 from types import SimpleNamespace
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 from pymoo.core.duplicate import DuplicateElimination
@@ -44,12 +42,15 @@ from pymoo.core.mating import Mating
 from pymoo.core.population import Population
 from pymoo.core.termination import NoTermination
 
-from starlab.assess import Evaluation
+from starlab.assess import Evaluation, Objectives
 from starlab.evolve.algorithms import make_algorithm
-from starlab.evolve.outcome import SearchSummary, StorageFault, check_not_all_failed
+from starlab.evolve.archive import Archive
+from starlab.evolve.config import SearchConfig
+from starlab.evolve.evaluations import Evaluations, salvage
+from starlab.evolve.outcome import StorageFault, check_not_all_failed
 from starlab.evolve.problem import GenomeProblem
+from starlab.evolve.recorder import GenerationRecorder
 from starlab.genome import Genome
-from starlab.status import Status
 from starlab.store import Generation, StoreError
 
 #: Matings per breed before a child that is no earlier candidate is given up for a random genome.
@@ -152,19 +153,28 @@ def parallelism(executor) -> int:
 
 
 class SteadyState:
-    """The asynchronous loop of one :class:`~starlab.evolve.search.Search` (its store, executor, archive)."""
+    """The asynchronous loop of one run: its ``config``, genome ``problem``, ``objectives``, ``archive`` of what
+    was told, store-first ``evaluations`` (their store holds the candidate log) and ``recorder``."""
 
-    def __init__(self, search: Any) -> None:  # a starlab.evolve.search.Search (which imports this)
-        self.search, config = search, search.config
-        self.config, self.problem, self.protocol = config, search.problem, config.protocol
+    def __init__(
+        self,
+        config: SearchConfig,
+        problem: GenomeProblem,
+        objectives: Objectives,
+        archive: Archive,
+        evaluations: Evaluations,
+        recorder: GenerationRecorder,
+    ) -> None:
+        self.config, self.problem, self.objectives, self.archive = config, problem, objectives, archive
+        self.evaluations, self.recorder, self.protocol = evaluations, recorder, config.protocol
         self.algorithm = make_algorithm(
             config.algorithm, self.problem, config.population, config.seed_genomes(), config.mutation_prob,
             config.crossover_at_slots, config.elites, config.weights,
         )  # fmt: skip
         self.algorithm.setup(self.problem, termination=NoTermination(), seed=config.seed)
         self.total = config.total_evaluations()
-        self.workers = parallelism(search.executor)
-        self.log = CandidateLog(search.store)
+        self.workers = parallelism(evaluations.executor)
+        self.log = CandidateLog(evaluations.store)
         self.candidates: list[Candidate] = []
         self.hashes: list[str] = []  # the candidates' genome hashes, in order
         self.told: list[Evaluation] = []  # the search protocol's evaluations in the order they finished
@@ -177,7 +187,7 @@ class SteadyState:
     def load(self) -> None:
         """The stored evaluations (in the order committed) and the candidate log; a new run logs its initial
         population (the synchronous loop's first ``ask``, cut to the budget)."""
-        for evaluation in self.search.store.evaluations(self.protocol):
+        for evaluation in self.evaluations.store.evaluations(self.protocol):
             self._tell(evaluation)
         self.candidates = self.log.read()
         if not self.candidates:
@@ -187,10 +197,10 @@ class SteadyState:
         self.hashes = [c.genome.hash() for c in self.candidates]
 
     def _tell(self, evaluation: Evaluation) -> None:
-        self.search.archive.add(evaluation)
+        self.archive.add(evaluation)
         self.told.append(evaluation)
         self.X.append(self.problem.encode(Genome.parse(evaluation.genome)))
-        self.F.append(self.search.objectives.values([evaluation])[0])
+        self.F.append(self.objectives.values([evaluation])[0])
 
     def _population(self, told: int) -> Population:
         """The first ``told`` evaluations as a pymoo population (gene vectors, objective values, feasible)."""
@@ -248,15 +258,14 @@ class SteadyState:
         return candidate
 
     # ---- the loop ----------------------------------------------------------------------------------------
-    def run(self) -> SearchSummary:
-        start, search, config = time.perf_counter(), self.search, self.config
+    def run(self) -> None:
+        """Breed and evaluate until the budget is spent (or the genome space); resumed, continue the log."""
         self.load()
-        if search.reporter:
-            search.reporter.start(config, self.total, search.store.count_evaluations())
+        if self.evaluations.reporter:
             for evaluation in self.told:  # a resumed run's progress starts where it stopped
-                search.reporter.evaluated(evaluation, replayed=True)
+                self.evaluations.reporter.evaluated(evaluation, replayed=True)
         self._record_missing()
-        waiting = deque(c for c in self.candidates if not search.archive.has(c.genome))  # logged, not stored
+        waiting = deque(c for c in self.candidates if not self.archive.has(c.genome))  # logged, not stored
         running: dict[Future, Candidate] = {}
         try:
             while True:
@@ -266,26 +275,20 @@ class SteadyState:
                 done, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 for future in sorted(done, key=lambda f: running[f].index):
                     self._finished(running, future)
-        except (KeyboardInterrupt, StorageFault):  # keep what finished meanwhile: resuming must not run it again
-            with suppress(ValueError):  # the store itself may be what failed: then the first error is the news
-                for future in sorted(running, key=lambda f: running[f].index):
-                    if future.done() and not future.cancelled() and future.exception() is None:
-                        self._finished(running, future)
+        except (KeyboardInterrupt, StorageFault):
+            salvage(sorted(running, key=lambda f: running[f].index), lambda future: self._finished(running, future))
             raise
         if self.told and self._generation_of(len(self.told)) not in self._recorded():
             self._record(len(self.told))  # the genome space ran out before a whole generation
-        search.store.set_meta("finished", True)
-        return self._summary(time.perf_counter() - start)
 
     def _fill(self, waiting: deque[Candidate], running: dict[Future, Candidate]) -> None:
         """Give every free worker a candidate (those logged but not stored first), then record the generations
         completed meanwhile (after the submissions: a freed worker does not wait for them)."""
-        search = self.search
         while len(running) < self.workers:
             candidate = waiting.popleft() if waiting else self._next(len(running))
             if candidate is None:
                 break
-            future = search.executor.submit(search._job(candidate.genome, self.protocol))
+            future = self.evaluations.submit(candidate.genome, self.protocol)
             running[future] = candidate
             if future.done():  # the local executor ran it inside submit: tell it before breeding on
                 self._finished(running, future)
@@ -294,9 +297,9 @@ class SteadyState:
 
     def _finished(self, running: dict[Future, Candidate], future: Future) -> None:
         """Commit a finished evaluation and tell it (a generation it completes is recorded soon after)."""
-        candidate, search = running[future], self.search
-        if not search.archive.has(candidate.genome):
-            self._tell(search.commit(candidate.genome, self.protocol, future))
+        candidate = running[future]
+        if not self.archive.has(candidate.genome):
+            self._tell(self.evaluations.commit(candidate.genome, self.protocol, future))
             if len(self.told) % self.config.population == 0 or len(self.told) == self.total:
                 self.due.append(len(self.told))
         del running[future]
@@ -310,7 +313,7 @@ class SteadyState:
         return -(-told // self.config.population) - 1
 
     def _recorded(self) -> set[int]:
-        return {g.generation for g in self.search.store.generations()}
+        return {g.generation for g in self.evaluations.store.generations()}
 
     def _record_missing(self) -> None:
         """Generations a killed run had completed but not yet recorded (each one is a function of its prefix)."""
@@ -330,18 +333,4 @@ class SteadyState:
         check_not_all_failed(generation, batch)
         survivors = self._survivors(told, np.random.default_rng([self.config.seed, 1, generation]))
         stats = {"evaluations": {self.protocol: told}, "promoted": {}}
-        return self.search._record_generation(generation, survivors, stats)
-
-    def _summary(self, seconds: float) -> SearchSummary:
-        store, generations = self.search.store, self.search.store.generations()
-        last = generations[-1] if generations else Generation(-1, [], [], 0.0)
-        evaluations = store.evaluations(self.protocol)
-        return SearchSummary(
-            store.directory, last.generation, len(evaluations), self.search.new_evaluations, seconds,
-            last.front_members, last.hypervolume or 0.0, sum(e.status == Status.FAILED for e in evaluations), {},
-        )  # fmt: skip
-
-
-def run_steady(search: Any) -> SearchSummary:
-    """Run ``search`` (a new run or a resumed one) as an asynchronous steady state."""
-    return SteadyState(search).run()
+        return self.recorder.record(generation, survivors, stats)
