@@ -28,7 +28,7 @@ def test_without_the_flag_the_vector_has_no_backbone_genes_and_genomes_keep_the_
         problem.encode(Genome.parse("b212:11111-91111-11111"))
     with pytest.raises(ValueError, match="seed genome b212:11111-91111 has backbone genes b212; the search evolves "
                                          "them only with backbone_genes"):  # fmt: skip
-        SearchConfig(protocol="synthetic", depth=2, seeds=("b212:11111-91111",))
+        SearchConfig(protocol="synthetic", depth=2, seeds=("b212:11111-91111",)).check()
 
 
 def test_with_the_flag_three_genes_follow_the_slots_and_round_trip():

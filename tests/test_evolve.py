@@ -254,7 +254,7 @@ def test_bad_run_directories_and_configs_are_one_line_errors(tmp_path):
         ({"seeds": ("11111-91111",), "depth": 3}, "seed genome 11111-91111 has 2 slots; this search uses depth 3"),
     ]:
         with pytest.raises(ValueError, match=message):
-            SearchConfig(**{"protocol": "synthetic", **bad})
+            SearchConfig(**{"protocol": "synthetic", **bad}).check()
     with pytest.raises(ValueError, match="unknown search settings: colour"):
         SearchConfig.from_json({"colour": "red"})
     config = SearchConfig(protocol="synthetic", seeds=("mamba",))

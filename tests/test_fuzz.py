@@ -946,9 +946,9 @@ def test_the_table_is_large_and_covers_every_command():
 def test_the_stored_config_check_knows_every_search_setting():
     """Readers check a stored config against the store's table of keys; it must be the search's settings."""
     from starlab.evolve import SearchConfig
-    from starlab.store import STORED_CONFIG_TYPES
+    from starlab.store import SEARCH_SETTINGS
 
-    assert set(STORED_CONFIG_TYPES) == {f.name for f in dataclasses.fields(SearchConfig)}
+    assert set(SEARCH_SETTINGS) == {f.name for f in dataclasses.fields(SearchConfig)}
 
 
 def test_zz_summary(capsys):

@@ -62,7 +62,7 @@ def test_seeds_may_hold_operator_genomes_only_when_the_search_has_operator_genes
     config = SearchConfig(protocol="synthetic", depth=2, seeds=seeds, operator_genes=True)
     assert [g.text() for g in config.seed_genomes()] == ["[1,2,1,1,3],1,1,1,1-91111", "11111-91111"]
     with pytest.raises(ValueError, match=r"has an operator genome for its class.*--operator-genes"):
-        SearchConfig(protocol="synthetic", depth=2, seeds=seeds)
+        SearchConfig(protocol="synthetic", depth=2, seeds=seeds).check()
 
 
 def test_the_setting_round_trips_and_runs_stored_before_it_read_as_without_it(tmp_path):

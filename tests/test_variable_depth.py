@@ -256,7 +256,7 @@ def test_the_config_takes_a_range_as_text_and_round_trips_it_through_json_and_th
 )
 def test_bad_ranges_are_one_line_errors(settings, message):
     with pytest.raises(ValueError, match=message):
-        SearchConfig(protocol="synthetic", **settings)
+        SearchConfig(protocol="synthetic", **settings).check()
 
 
 def test_preset_seeds_of_a_range_are_built_at_its_deepest_and_genome_seeds_at_their_own_depth():

@@ -403,6 +403,7 @@ def evolve(args: argparse.Namespace) -> None:
             config = SearchConfig.from_file(args.config, **overrides)
         else:
             config = SearchConfig.from_preset(args.preset, **overrides)
+        config.check()  # seeds, corpus, memory: before an executor (a Ray instance) is started
     directory = args.resume if resume else args.out
     execution, replaced = _execution(args, directory, resume)
     live = LiveReport(directory, REPORT_EVERY_S if execution.report_every is None else execution.report_every)

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from starlab.assess import Protocol, check_objectives, get_protocol
-from starlab.assess.assessment import MAX_SEED
 from starlab.errors import Setting, SettingError
 from starlab.evolve.algorithms import ALGORITHMS
 from starlab.evolve.presets import search_preset
@@ -29,12 +28,7 @@ from starlab.evolve.problem import GenomeProblem
 from starlab.genome import MAX_SLOTS, PRESETS, Genome, resolve
 from starlab.liv import check_width
 from starlab.model import check_largest_model_fits
-
-#: The largest population: pymoo's non-dominated sorting is quadratic in it, and a generation of more
-#: genomes than this is more evaluations than any budget here affords (a typo, not a search).
-MAX_POPULATION = 4096
-#: The largest budget: a million evaluations is beyond any search here (a typo, not a budget).
-MAX_BUDGET = 10**6
+from starlab.store.settings import SEARCH_SETTINGS, range_problem, type_problem
 
 
 def split_seeds(text: str) -> list[str]:
@@ -78,52 +72,57 @@ class SearchConfig:
     data: str | None = None  # corpus for language-modelling protocols
 
     def __post_init__(self) -> None:
+        """Types, ranges and combinations, from the values alone (:mod:`starlab.store.settings`); what needs the
+        machine (seed genomes, the corpus, the largest model) is :meth:`check`'s."""
         self._check_types()
         self._read_depth()
         seeds = split_seeds(self.seeds) if isinstance(self.seeds, str) else self.seeds
         object.__setattr__(self, "objectives", check_objectives(self.objectives))
         object.__setattr__(self, "seeds", tuple(s.strip() for s in seeds if s.strip()))
         object.__setattr__(self, "weights", tuple(self.weights))
+        ladder = self.ladder.split(",") if isinstance(self.ladder, str) else self.ladder
         if isinstance(self.ladder, str) and not self.ladder.strip():  # "" would quietly mean no ladder
             raise SettingError("{0} is empty; name its protocols, cheapest first (e.g. demo,quick), or leave it out",
                                Setting("ladder"))  # fmt: skip
-        ladder = self.ladder.split(",") if isinstance(self.ladder, str) else self.ladder
         if any(not name.strip() for name in ladder) and (len(ladder) > 1 or not isinstance(self.ladder, str)):
             raise SettingError("{0} = {1!r} names an empty rung; name protocols, cheapest first (e.g. demo,quick)",
                                Setting("ladder"), ",".join(ladder))  # fmt: skip
         ladder = tuple(name.strip() for name in ladder if name.strip())
         object.__setattr__(self, "ladder", ladder if len(ladder) > 1 else ())
-        checks = {
-            "algorithm": (self.algorithm in ALGORITHMS, f"one of {', '.join(ALGORITHMS)}"),
-            "depth": (1 <= self.depth <= MAX_SLOTS, f"an integer in 1..{MAX_SLOTS}"),
-            "min_depth": (self.min_depth is None or 1 <= self.min_depth <= self.depth, "null or in 1..depth"),
-            "seed": (0 <= self.seed <= MAX_SEED, "a non-negative integer (at most 2**63-1)"),
-            "population": (4 <= self.population <= MAX_POPULATION, f"an integer in 4..{MAX_POPULATION}"),
-            "generations": (self.generations is None or self.generations >= 0, "an integer >= 0 or null"),
-            "budget": (self.budget is None or 1 <= self.budget <= MAX_BUDGET, f"an integer in 1..{MAX_BUDGET}"),
-            "mutation_prob": (0 <= self.mutation_prob <= 1, "in [0, 1]"),
-            "elites": (0 <= self.elites < self.population, "in 0..population-1"),
-            "eta": (2 <= self.eta <= 1000, "an integer in 2..1000"),
-            "breed_factor": (1 <= self.breed_factor <= 64, "an integer in 1..64"),
-            "exploration": (0 <= self.exploration <= 1, "in [0, 1]"),
-            "weights": (not self.weights or len(self.weights) == len(self.objectives), "one per objective"),
-        }
-        for name, (ok, allowed) in checks.items():
-            if not ok:
-                raise ValueError(f"search setting {name} = {getattr(self, name)!r} must be {allowed}")
+        self._check_ranges()
         self._check_combinations()
         object.__setattr__(self, "protocol_settings", dict(self.protocol_settings))
         if self.width is not None:
             check_width(self.width)
-        protocol = self.search_protocol()
-        width = self.width or protocol.width
-        check_largest_model_fits(self.depth, width, protocol.vocab_bound, config=protocol.config, training=True)
+        self.rung_protocols()  # unknown protocols and settings
+
+    def _check_ranges(self) -> None:
+        checks = {name: range_problem(name, getattr(self, name)) for name in SEARCH_SETTINGS}
+        checks["algorithm"] = None if self.algorithm in ALGORITHMS else f"must be one of {', '.join(ALGORITHMS)}"
+        if self.min_depth is not None and not 1 <= self.min_depth <= self.depth:
+            checks["min_depth"] = f"must be {SEARCH_SETTINGS['min_depth'].allowed}"
+        if not 0 <= self.elites < self.population:
+            checks["elites"] = f"must be {SEARCH_SETTINGS['elites'].allowed}"
+        if self.weights and len(self.weights) != len(self.objectives):
+            checks["weights"] = "must be one per objective"
+        for name, problem in checks.items():
+            if problem:
+                raise ValueError(f"search setting {name} = {getattr(self, name)!r} {problem}")
+
+    def check(self) -> SearchConfig:
+        """What the values alone cannot tell, checked once before a run starts (``Search`` calls it): the seed
+        genomes parse and fit the search's genes, each rung's corpus is ready (tokenized once, cached for the
+        evaluations) and the largest genome the search could meet trains in this machine's memory. Checked once
+        per config object (a changed copy, ``dataclasses.replace``, is checked again)."""
+        if self.__dict__.get("_checked"):
+            return self
         self.seed_genomes()
-        protocol.check_ready()  # a corpus too small for the protocol: refused now, not in every evaluation
-        for rung in self.rung_protocols()[1:]:
+        for rung in self.rung_protocols():
             check_largest_model_fits(self.depth, self.width or rung.width, rung.vocab_bound, config=rung.config,
                                      training=True)  # fmt: skip
-            rung.check_ready()
+            rung.check_ready()  # a corpus too small for the protocol: refused now, not in every evaluation
+        object.__setattr__(self, "_checked", True)
+        return self
 
     def _check_combinations(self) -> None:
         if self.generations is None and self.budget is None:
@@ -159,27 +158,10 @@ class SearchConfig:
 
     def _check_types(self) -> None:
         """Settings read from a file may have any JSON type; a wrong one is a one-line error, not a traceback."""
-        kinds = {
-            "protocol": (str,), "depth": (int, str), "min_depth": (int, type(None)), "backbone_genes": (bool,),
-            "operator_genes": (bool,),
-            "population": (int,), "generations": (int, type(None)), "seed": (int,),
-            "elites": (int,), "budget": (int, type(None)), "crossover_at_slots": (bool,), "mutation_prob": (int, float),
-            "width": (int, type(None)), "data": (str, type(None)), "protocol_settings": (dict,),
-            "objectives": (str, list, tuple), "seeds": (str, list, tuple), "weights": (list, tuple),
-            "ladder": (str, list, tuple), "eta": (int,), "surrogate": (bool,), "breed_factor": (int,),
-            "exploration": (int, float), "asynchronous": (bool,),
-        }  # fmt: skip
-        for name, allowed in kinds.items():
-            value = getattr(self, name)
-            if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
-                names = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
-                raise ValueError(f"search setting {name} = {_short(value)} must be {names}")
-        for name in ("objectives", "seeds", "ladder"):
-            value = getattr(self, name)
-            if not isinstance(value, str) and not all(isinstance(item, str) for item in value):
-                raise ValueError(f"search setting {name} = {_short(value)} must be text or a list of text")
-        if not all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) for w in self.weights):
-            raise ValueError(f"search setting weights = {_short(self.weights)} must be a list of finite numbers")
+        for name in SEARCH_SETTINGS:
+            problem = type_problem(name, getattr(self, name), given=True)
+            if problem:
+                raise ValueError(f"search setting {name} = {_short(getattr(self, name))} {problem}")
 
     def _read_depth(self) -> None:
         """``depth`` given as text: ``"N"`` (a fixed depth) or ``"MIN:MAX"`` (a range); a range of one depth is

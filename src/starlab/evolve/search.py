@@ -56,6 +56,8 @@ class Search:
         if retry_failed and not resume:
             raise SettingError("{0} goes with {1} (it runs a stored run's failed evaluations again)",
                                Setting("retry_failed"), Setting("resume"))  # fmt: skip
+        if config is not None and not resume:
+            config.check()  # before a run directory exists
         with ExitStack() as undo:  # a refused run leaves the store closed and the lock free
             self.store = RunStore(directory, create=not resume)
             undo.callback(self.store.close)
@@ -90,7 +92,7 @@ class Search:
                 raise StoreError("run store in {0} has no search config; it is not a starlab search", directory)
             # keys and types before anything runs (later-added keys default): 'quality' for a list was refused
             # only by the report, after the resumed run had evaluated and stored new genomes
-            config = SearchConfig.from_json(check_stored_config(stored, directory))
+            config = SearchConfig.from_json(check_stored_config(stored, directory)).check()
             self.store.check()  # every stored record readable before the replay writes anything
             return config
         if stored is not None:

@@ -1,11 +1,12 @@
 """Durable run storage: one SQLite file per run directory, and a run read back as data."""
 
 from starlab.store.lock import RunLock
-from starlab.store.run import STORED_CONFIG_TYPES, RunData, check_config_keys, check_stored_config, load_run
+from starlab.store.run import RunData, check_config_keys, check_stored_config, load_run
+from starlab.store.settings import SEARCH_SETTINGS
 from starlab.store.sqlite import STORE_FILE, Generation, RunStore, StoreError
 
 __all__ = [
-    "STORED_CONFIG_TYPES",
+    "SEARCH_SETTINGS",
     "STORE_FILE",
     "Generation",
     "RunData",

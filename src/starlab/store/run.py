@@ -16,35 +16,20 @@ from typing import Any
 from starlab.assess import Objectives, Protocol, get_protocol, pareto_front
 from starlab.assess.ladder import comparable_evaluations, measured, rung_correlations
 from starlab.assess.record import Evaluation, spent
-from starlab.genome import MAX_SLOTS, PRESETS, preset
+from starlab.genome import PRESETS, preset
 from starlab.status import Status
+from starlab.store.settings import ADDED_DEFAULTS, SEARCH_SETTINGS, range_problem, type_problem
 from starlab.store.sqlite import Generation, RunStore, StoreError
-
-#: Every key of a stored search config (``SearchConfig.to_json`` writes all of them) and its JSON types. The
-#: search checks the ranges when it resumes; readers (report, export) check the types and what they use.
-STORED_CONFIG_TYPES: dict[str, tuple[type, ...]] = {
-    "protocol": (str,), "protocol_settings": (dict,), "depth": (int,), "min_depth": (int, type(None)),
-    "backbone_genes": (bool,), "operator_genes": (bool,), "width": (int, type(None)),
-    "objectives": (list,), "algorithm": (str,), "population": (int,), "generations": (int, type(None)),
-    "budget": (int, type(None)), "seed": (int,), "seeds": (list,), "mutation_prob": (int, float),
-    "crossover_at_slots": (bool,), "elites": (int,), "weights": (list,), "ladder": (list,), "eta": (int,),
-    "surrogate": (bool,), "breed_factor": (int,), "exploration": (int, float), "asynchronous": (bool,),
-    "data": (str, type(None)),
-}  # fmt: skip
-
-
-#: Settings added after runs were first stored, with the value every run stored before them had.
-ADDED_CONFIG_DEFAULTS: dict[str, Any] = {"min_depth": None, "backbone_genes": False, "operator_genes": False}
 
 
 def check_config_keys(config: Any, directory: str | Path) -> dict[str, Any]:
-    """The stored config as a dict holding exactly :data:`STORED_CONFIG_TYPES`' keys, or a one-line error. A run
-    stored before a setting existed reads as having its default (:data:`ADDED_CONFIG_DEFAULTS`)."""
+    """The stored config as a dict holding exactly the search settings' keys (:mod:`starlab.store.settings`), or a
+    one-line error. A run stored before a setting existed reads as having its ``added`` default."""
     if not isinstance(config, dict):
         kind = "nothing" if config is None else f"a JSON {type(config).__name__}"
         raise StoreError("run {0} is corrupt: its stored search config is {1}, not an object", directory, kind)
-    config = {**ADDED_CONFIG_DEFAULTS, **config}
-    unknown, missing = sorted(set(config) - set(STORED_CONFIG_TYPES)), sorted(set(STORED_CONFIG_TYPES) - set(config))
+    config = {**ADDED_DEFAULTS, **config}
+    unknown, missing = sorted(set(config) - set(SEARCH_SETTINGS)), sorted(set(SEARCH_SETTINGS) - set(config))
     if unknown or missing:
         what = "; ".join(
             part for part in (unknown and f"unknown {', '.join(map(str, unknown))}",
@@ -62,18 +47,10 @@ def check_stored_config(config: Any, directory: str | Path) -> dict[str, Any]:
     def corrupt(message: str) -> StoreError:
         return StoreError("run {0} is corrupt: its stored search config {1}", directory, message)
 
-    for key, kinds in STORED_CONFIG_TYPES.items():
-        value = config[key]
-        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-            names = " or ".join("null" if kind is type(None) else kind.__name__ for kind in kinds)
-            raise corrupt(f"has {key} = {str(value)[:60]!r}, not {names}")
-    for key, kinds in (("objectives", str), ("seeds", str), ("ladder", str), ("weights", (int, float))):
-        if not all(isinstance(item, kinds) and not isinstance(item, bool) for item in config[key]):
-            raise corrupt(
-                f"has {key} = {str(config[key])[:60]!r}, not a list of {'text' if kinds is str else 'numbers'}"
-            )
-    if not 1 <= config["depth"] <= MAX_SLOTS:
-        raise corrupt(f"has depth = {config['depth']}, not in 1..{MAX_SLOTS}")
+    for key in SEARCH_SETTINGS:
+        problem = type_problem(key, config[key], given=False) or range_problem(key, config[key])
+        if problem:
+            raise corrupt(f"has {key} = {str(config[key])[:60]!r}, {problem.replace('must be', 'not', 1)}")
     try:  # the objectives as the run normalised them: names, protocol and its settings, depth and width
         protocol = get_protocol(config["protocol"]).with_settings(**config["protocol_settings"])
         Objectives(config["objectives"], protocol, config["depth"], config["width"] or protocol.width)
