@@ -22,10 +22,10 @@ from typing import Any
 
 from starlab.assess import Protocol, check_objectives, get_protocol
 from starlab.assess.assessment import MAX_SEED
-from starlab.errors import Setting, SettingError
+from starlab.errors import Setting, SettingError, show
 from starlab.evolve.algorithms import ALGORITHMS
 from starlab.evolve.presets import search_preset
-from starlab.evolve.problem import GenomeProblem
+from starlab.evolve.problem import GenomeProblem, depth_text
 from starlab.genome import MAX_SLOTS, PRESETS, Genome, resolve
 from starlab.liv import check_width
 from starlab.model import check_largest_model_fits
@@ -173,13 +173,13 @@ class SearchConfig:
             value = getattr(self, name)
             if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
                 names = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
-                raise ValueError(f"search setting {name} = {_short(value)} must be {names}")
+                raise ValueError(f"search setting {name} = {show(value)} must be {names}")
         for name in ("objectives", "seeds", "ladder"):
             value = getattr(self, name)
             if not isinstance(value, str) and not all(isinstance(item, str) for item in value):
-                raise ValueError(f"search setting {name} = {_short(value)} must be text or a list of text")
+                raise ValueError(f"search setting {name} = {show(value)} must be text or a list of text")
         if not all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) for w in self.weights):
-            raise ValueError(f"search setting weights = {_short(self.weights)} must be a list of finite numbers")
+            raise ValueError(f"search setting weights = {show(self.weights)} must be a list of finite numbers")
 
     def _read_depth(self) -> None:
         """``depth`` given as text: ``"N"`` (a fixed depth) or ``"MIN:MAX"`` (a range); a range of one depth is
@@ -187,7 +187,7 @@ class SearchConfig:
         if isinstance(self.depth, str):
             parts = [part.strip() for part in self.depth.split(":")]
             if len(parts) > 2 or not all(part.isascii() and part.isdigit() and len(part) <= 4 for part in parts):
-                raise ValueError(f"search setting depth = {_short(self.depth)} must be an integer in 1..{MAX_SLOTS} "
+                raise ValueError(f"search setting depth = {show(self.depth)} must be an integer in 1..{MAX_SLOTS} "
                                  f"or MIN:MAX with 1 <= MIN <= MAX <= {MAX_SLOTS}")  # fmt: skip
             object.__setattr__(self, "min_depth", int(parts[0]))
             object.__setattr__(self, "depth", int(parts[-1]))
@@ -203,8 +203,7 @@ class SearchConfig:
 
     def depth_text(self) -> str:
         """``"4"`` or ``"2:4"``, as ``--depth`` takes it."""
-        low, high = self.depth_range
-        return f"{low}:{high}" if low < high else str(high)
+        return depth_text(self.min_depth, self.depth)
 
     def search_protocol(self) -> Protocol:
         """The protocol every candidate is assessed with: the named one, with this search's settings and data."""
@@ -319,11 +318,6 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if repeated:  # json.loads would keep the last one silently
         raise ValueError(f"setting {', '.join(repeated)} is given more than once")
     return dict(pairs)
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:40]}… ({len(text)} characters)"
 
 
 def _given(overrides: dict[str, Any]) -> dict[str, Any]:
