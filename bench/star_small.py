@@ -52,7 +52,7 @@ from starlab import runtime
 from starlab.assess import get_protocol
 from starlab.evolve import EvalJob, SearchConfig, make_executor
 from starlab.genome import PRESETS, Genome, preset, random_genome
-from starlab.liv import get_class
+from starlab.report.summary import class_counts
 from starlab.store import load_run
 
 SCHEMA = 1
@@ -448,11 +448,7 @@ def retrained(study: Study) -> list[dict[str, Any]]:
 
 def makeup(genome: Genome) -> str:
     """Classes and sharing in words: ``SA-1 x2, GMemless x4 ...; featurizers shared in 2 groups``."""
-    classes: dict[str, int] = {}
-    for slot in genome.slots:
-        name = get_class(slot.cls).name
-        classes[name] = classes.get(name, 0) + 1
-    text = ", ".join(f"{name} x{count}" for name, count in sorted(classes.items(), key=lambda kv: -kv[1]))
+    text = ", ".join(f"{name} x{count}" for name, count in class_counts(genome))  # the report's count
     shared_featurizers = sum(lead not in (None, i) for i, lead in enumerate(genome.featurizer_leaders()))
     shared_features = sum(source not in (None, i) for i, source in enumerate(genome.feature_sources()))
     return f"{text}; {shared_featurizers} slot(s) share a featurizer, {shared_features} reuse another's features"

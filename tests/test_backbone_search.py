@@ -22,7 +22,7 @@ ALL_BACKBONES = {
 def test_without_the_flag_the_vector_has_no_backbone_genes_and_genomes_keep_the_default():
     problem = GenomeProblem(3)
     assert problem.n_var == 15
-    X = GenomeSampling()._do(problem, 20, random_state=np.random.default_rng(0))
+    X = GenomeSampling().do(problem, 20, random_state=np.random.default_rng(0)).get("X")
     assert all(problem.decode(x).backbone.is_default for x in X)
     with pytest.raises(ValueError, match="has backbone genes b212; this search keeps the default backbone"):
         problem.encode(Genome.parse("b212:11111-91111-11111"))
@@ -49,7 +49,7 @@ def test_sampling_crossover_and_mutation_reach_every_backbone_and_keep_it_in_ran
     sampled, crossed, mutated = Counter(), Counter(), Counter()
     for seed in range(6):
         rng = np.random.default_rng(seed)
-        X = GenomeSampling()._do(problem, 24, random_state=rng)
+        X = GenomeSampling().do(problem, 24, random_state=rng).get("X")
         children = TwoPointCrossover(prob=1.0).do(problem, Population.new("X", X), np.arange(24).reshape(12, 2),
                                                   random_state=rng).get("X")  # fmt: skip
         mutants = GeneMutation(0.3).do(problem, Population.new("X", children.copy()), random_state=rng).get("X")
@@ -89,8 +89,8 @@ def test_the_same_slots_on_another_backbone_are_another_architecture():
     problem = GenomeProblem(2, backbone_genes=True)
     genomes = ["11111-91111", "b211:11111-91111", "b111:11111-91111"]  # b111 is the default, written without
     pop = Population.new("X", np.array([problem.encode(Genome.parse(text)) for text in genomes]))
-    duplicates = CanonicalDuplicates(problem)._do(pop, None, np.zeros(3, dtype=bool))
-    assert duplicates.tolist() == [False, False, True]
+    _, _, duplicates = CanonicalDuplicates(problem).do(pop, return_indices=True)
+    assert duplicates == [2]
 
 
 def test_the_flag_round_trips_through_the_config_and_the_store(tmp_path):

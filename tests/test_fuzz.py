@@ -11,8 +11,9 @@ removed, whether they refuse or succeed.
 
 ``argparse`` errors exit through ``SystemExit(2)``, whose code counts as the exit code; they must be one line
 too (an argparse error printed after a usage line is counted as ``argparse-two-line``, a failure). A case that
-fails for a reason left to ``src/starlab/cli.py`` is marked ``xfail`` with that reason. ``test_zz_summary``
-prints the counts per outcome and every case that did not end cleanly.
+fails for a reason left to ``src/starlab/cli.py`` is marked ``xfail`` with that reason. Each case asserts its
+own outcome, and its failure message holds the outcome and the detail (argv, exit code, stderr); there is no
+summary across cases, which pytest-xdist would split between its workers.
 """
 
 from __future__ import annotations
@@ -52,8 +53,6 @@ VOLATILE = ("-wal", "-shm", "run.lock")
 LOGS = ("-wal", "-shm")
 READERS = ("report", "export")
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
-
-RESULTS: dict[str, tuple[str, str]] = {}  # case id -> (outcome, detail), for the summary
 
 
 class Hang(BaseException):
@@ -924,13 +923,10 @@ def run_case(case: Case, env: Env, capfd) -> tuple[str, str]:
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_hostile_input_is_refused_in_one_line(case, fixtures, tmp_path, capfd, monkeypatch):
     if case.needs_root_free and IS_ROOT:
-        RESULTS[case.id] = ("skipped", "as root")
         pytest.skip("running as root: permission bits do not stop root from writing")
-    RESULTS[case.id] = ("harness-error", "the case's setup failed")  # replaced below when it ran
     env = Env(tmp_path, fixtures, case)
     monkeypatch.chdir(env.cwd)  # restored after the case
     outcome, detail = run_case(case, env, capfd)
-    RESULTS[case.id] = (outcome, detail)
     if case.xfail and outcome not in ("clean", "success"):
         pytest.xfail(f"{case.xfail}: {outcome}: {detail}")
     assert outcome in ("clean", "success"), f"{outcome}: {detail}"
@@ -949,13 +945,3 @@ def test_the_stored_config_check_knows_every_search_setting():
     from starlab.store import SEARCH_SETTINGS
 
     assert set(SEARCH_SETTINGS) == {f.name for f in dataclasses.fields(SearchConfig)}
-
-
-def test_zz_summary(capsys):
-    """Counts per outcome of the cases that ran in this session (printed; asserts nothing about them)."""
-    counts = Counter(outcome for outcome, _ in RESULTS.values())
-    bad = sorted((o, i, d) for i, (o, d) in RESULTS.items() if o not in ("clean", "success", "skipped"))
-    with capsys.disabled():
-        print(f"\nfuzz: {len(RESULTS)} tried: " + ", ".join(f"{k} {v}" for k, v in counts.most_common()))
-        for outcome, case_id, detail in bad:
-            print(f"fuzz: {outcome}: {case_id}: {detail[:400]}")

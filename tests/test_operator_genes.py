@@ -6,6 +6,7 @@ are asserted for every valid operator genome in ``tests/test_liv.py``.
 
 import itertools
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,11 @@ def test_the_valid_combinations_are_the_pool_and_45_more():
 def test_every_in_range_genome_is_valid_or_has_a_reason_and_repairs_to_a_valid_one():
     for genes in IN_RANGE:
         reason = why_invalid(genes)
-        assert (reason is None) == is_valid(genes)
+        if reason is None:
+            assert get_class(genes).operator_genome == genes  # a valid genome is a class
+        else:
+            with pytest.raises(ValueError, match=re.escape(reason)):  # an invalid one is refused for its reason
+                get_class(genes)
         repaired = repair(genes)
         assert is_valid(repaired), (genes, repaired)
         assert repair(repaired) == repaired
@@ -156,14 +161,28 @@ def test_liv_build_refuses_an_invalid_operator_genome_in_one_line_or_repairs_it(
     assert json.loads(capsys.readouterr().out)["name"] == "Rec-1"
 
 
-@pytest.mark.parametrize("text", ["[1,2,1,1,3", "1,2,1,1,3]", "[١,2,1,1,3]", "[１,2,1,1,3]", "１", "٣", "[3]"])
-def test_an_open_bracket_or_a_digit_outside_ascii_is_refused(text):
+@pytest.mark.parametrize("text, refusal", [
+    ("[1,2,1,1,3", "has its bracket left open"),
+    ("1,2,1,1,3]", "has its bracket closed but never opened"),
+    ("[١,2,1,1,3]", "is 5 comma-separated integers"),
+    ("[１,2,1,1,3]", "is 5 comma-separated integers"),
+    ("[3]", "is 5 comma-separated integers"),
+    ("１", "unknown LIV class '１'"),
+    ("٣", "unknown LIV class '٣'"),
+])  # fmt: skip
+def test_an_open_bracket_or_a_digit_outside_ascii_is_refused(text, refusal):
     """``int`` reads Arabic-Indic and fullwidth digits, and the brackets were stripped one at a time: these
-    built [1,2,1,1,3], SA-1 and SA-3 (issue 30)."""
+    built [1,2,1,1,3], SA-1 and SA-3 (issue 30). Each is refused for its own reason: an operator genome's
+    brackets and digits by the parser, a lone non-ASCII digit as a class name no class has."""
     from starlab.liv.operator import parse_operator
 
-    with pytest.raises(ValueError, match=r"operator genome|unknown LIV class"):
+    with pytest.raises(ValueError, match=re.escape(refusal)):
         get_class(parse_operator(text))
+
+
+def test_an_operator_genome_reads_with_or_without_its_brackets_and_a_class_id_with_spaces():
+    from starlab.liv.operator import parse_operator
+
     assert parse_operator(" [1,2,1,1,3] ") == parse_operator("1,2,1,1,3") == (1, 2, 1, 1, 3)
     assert get_class(parse_operator(" 3 ")).name == "SA-3"
 

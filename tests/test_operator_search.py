@@ -31,7 +31,7 @@ def test_a_slot_is_nine_genes_with_the_operator_genome_first():
 @pytest.mark.parametrize("min_depth", [None, 2])
 def test_every_sampled_crossed_and_mutated_genome_is_valid_and_reaches_every_combination(min_depth):
     problem = GenomeProblem(6, min_depth=min_depth, operator_genes=True)
-    X = GenomeSampling()._do(problem, 60, random_state=np.random.default_rng(0))
+    X = GenomeSampling().do(problem, 60, random_state=np.random.default_rng(0)).get("X")
     seen = set()
     for seed in range(4):
         children, mutants = offspring(problem, X, seed, GeneMutation(gene_prob=0.3))

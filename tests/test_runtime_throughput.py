@@ -6,12 +6,11 @@ import os
 import re
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
-from conftest import TORCH_THREADS
+from conftest import TORCH_THREADS, wait_for
 from starlab import runtime
 from starlab.assess import assess, get_protocol, lm, mad
 from starlab.assess.protocol import PRECISIONS
@@ -21,11 +20,16 @@ from starlab.genome import preset
 
 
 @pytest.mark.parametrize("name", ["tiny", "lm-tiny", "algo-parentheses", "synthetic"])
-def test_every_protocol_has_a_checked_precision_setting(name):
+def test_every_protocol_has_a_checked_precision_setting_that_decides_autocast(name):
+    """The setting is not only accepted: it decides whether training autocasts, on any device."""
     protocol = get_protocol(name)
-    assert protocol.precision == "auto"
-    for precision in PRECISIONS:
-        assert protocol.with_settings(precision=precision).precision == precision
+    assert protocol.precision == "auto" and protocol.uses_bf16("cpu") is False  # auto is fp32 on a CPU
+    for precision, bf16 in (("auto", False), ("fp32", False), ("bf16", True)):
+        chosen = protocol.with_settings(precision=precision)
+        assert chosen.precision == precision and chosen.uses_bf16("cpu") is bf16
+        if precision != "auto":  # an explicit precision holds on a GPU too (no CUDA query is made)
+            assert chosen.uses_bf16(torch.device("cuda")) is bf16
+    assert set(PRECISIONS) == {"auto", "fp32", "bf16"}
     for bad in ("fp16", "BF16", "", 16, None, True):
         with pytest.raises(ValueError, match="setting precision must be"):
             protocol.with_settings(precision=bad)
@@ -223,11 +227,32 @@ def test_the_first_unspecified_thread_count_is_the_idle_cores_and_later_ones_lea
     assert runtime.configure() == min(default, cores)
 
 
+def busy_process() -> subprocess.Popen:
+    """A process spinning on one core, returned once it spins (it says so on stdout), not after a guessed sleep."""
+    busy = subprocess.Popen(
+        [sys.executable, "-c", "print('spinning', flush=True)\nwhile True: pass"], stdout=subprocess.PIPE, text=True
+    )
+    assert busy.stdout.readline().strip() == "spinning"
+    return busy
+
+
+def test_busy_cores_elsewhere_measures_the_cpu_time_others_used_over_its_window(monkeypatch):
+    """What the machine's processes used over the window, per second of it: a counter read before and after
+    (``/proc/stat`` here, faked so that no other load on the machine changes the answer)."""
+    readings = iter([100.0, 100.9])  # 0.9 CPU-seconds used by others during a 0.5 s window
+    monkeypatch.setattr(runtime, "machine_busy_s", lambda: next(readings))
+    monkeypatch.setattr(runtime.time, "sleep", lambda seconds: None)
+    assert runtime.busy_cores_elsewhere(0.5) == pytest.approx(1.8)
+    readings = iter([100.0, 100.0])  # nobody else ran
+    assert runtime.busy_cores_elsewhere(0.5) == 0.0
+
+
 def test_busy_cores_elsewhere_sees_a_busy_process():
-    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    """On the real counter a spinning process counts: polled until a window sees it, since on a loaded machine
+    the spinning process may wait a while for a core."""
+    busy = busy_process()
     try:
-        time.sleep(0.3)
-        assert runtime.busy_cores_elsewhere(0.5) > 0.6
+        wait_for(lambda: runtime.busy_cores_elsewhere(0.2) > 0.6, "a window that sees the spinning process")
     finally:
         busy.kill()
         busy.wait()
@@ -235,9 +260,8 @@ def test_busy_cores_elsewhere_sees_a_busy_process():
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs a second core for the busy process to leave idle")
 def test_a_fresh_process_beside_a_busy_one_trains_with_the_cores_left_and_records_them():
-    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    busy = busy_process()
     try:
-        time.sleep(0.3)
         done = fresh_python(
             "from starlab.assess import assess, get_protocol; from starlab.genome import preset\n"
             f"e = assess(preset('transformer++', 2), get_protocol('lm-tiny').with_settings(**{SHORT_LM}))\n"

@@ -59,7 +59,7 @@ def test_a_fixed_depth_is_the_vector_of_five_integers_per_slot_it_always_was():
     assert (problem.xl == ranges[:, 0]).all() and (problem.xu == ranges[:, 1]).all()
     genome = random_genome(4, 3)
     assert problem.encode(genome).tolist() == [gene for slot in genome.slots for gene in slot]
-    drawn = GenomeSampling()._do(problem, 5, random_state=np.random.default_rng(9))
+    drawn = GenomeSampling().do(problem, 5, random_state=np.random.default_rng(9)).get("X")
     reference = np.random.default_rng(9)  # random_genome's draws, one genome after the other
     assert [problem.decode(x) for x in drawn] == [random_genome(4, reference) for _ in range(5)]
 
@@ -95,8 +95,8 @@ def test_duplicates_are_the_same_architecture_whatever_the_vector():
     genome = Genome.parse("11111-91111-51111")
     moved = problem.encode(genome).reshape(4, 5)[[0, 1, 3, 2]].ravel()  # an empty slot before the last
     pop = Population.new("X", np.array([problem.encode(genome), moved, problem.encode(Genome.parse("11111-91111"))]))
-    duplicates = CanonicalDuplicates(problem)._do(pop, None, np.zeros(3, dtype=bool))
-    assert duplicates.tolist() == [False, True, False]
+    _, _, duplicates = CanonicalDuplicates(problem).do(pop, return_indices=True)
+    assert duplicates == [1]
 
 
 # ---- operators --------------------------------------------------------------------------------------------
@@ -107,7 +107,7 @@ def test_every_sampled_crossed_and_mutated_genome_is_valid_and_within_the_range(
     problem = GenomeProblem(6, min_depth=2)
     depths = Counter()
     for seed in range(12):
-        X = GenomeSampling()._do(problem, 20, random_state=np.random.default_rng(seed))
+        X = GenomeSampling().do(problem, 20, random_state=np.random.default_rng(seed)).get("X")
         X[:, 2 : problem.slot_genes : 5] = 2  # every slot asks for featurizer sharing: mostly incompatible
         rng = np.random.default_rng(seed)
         pairs = np.arange(20).reshape(10, 2)
@@ -121,7 +121,7 @@ def test_every_sampled_crossed_and_mutated_genome_is_valid_and_within_the_range(
 def test_sampling_draws_depths_across_the_range_and_keeps_seeds_of_any_depth_in_it():
     problem = GenomeProblem(5, min_depth=2)
     seeds = [Genome.parse("11111-91111"), preset("striped-mamba", 4)]
-    X = GenomeSampling(seeds)._do(problem, 60, random_state=np.random.default_rng(0))
+    X = GenomeSampling(seeds).do(problem, 60, random_state=np.random.default_rng(0)).get("X")
     genomes = check_vectors(problem, X)
     assert genomes[:2] == seeds and len({g.hash() for g in genomes}) == 60
     assert set(Counter(len(g) for g in genomes[2:])) == {2, 3, 4, 5}
@@ -133,7 +133,7 @@ def classes(genome: Genome) -> list[int]:
 
 def test_insertion_adds_one_random_slot_anywhere_and_deletion_removes_one_within_the_range():
     problem = GenomeProblem(5, min_depth=2)
-    X = GenomeSampling()._do(problem, 40, random_state=np.random.default_rng(1))
+    X = GenomeSampling().do(problem, 40, random_state=np.random.default_rng(1)).get("X")
     parents = [problem.decode(x) for x in X]
     for insert, delete, change in ((1.0, 0.0, 1), (0.0, 1.0, -1)):
         mutation = GeneMutation(gene_prob=0.0, insert_prob=insert, delete_prob=delete)
@@ -202,7 +202,7 @@ def test_sizes_objectives_are_exact_at_every_depth(depth):
     """Params and cache as the search computes them are those of the model built from the decoded genome."""
     torch.manual_seed(0)
     problem, width, seq_len = GenomeProblem(5, min_depth=2), 32, 12
-    X = np.array([x for x in GenomeSampling()._do(problem, 60, random_state=np.random.default_rng(depth))
+    X = np.array([x for x in GenomeSampling().do(problem, 60, random_state=np.random.default_rng(depth)).get("X")
                   if problem.depths(x) == depth][:3])  # fmt: skip
     for genome in (problem.decode(x) for x in X):
         model = Backbone(genome, width, vocab_size=2, config=LIVConfig())

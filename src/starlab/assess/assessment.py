@@ -12,7 +12,7 @@ import torch
 from starlab.assess.objectives import genome_sizes
 from starlab.assess.protocol import Outcome, Progress, Protocol, get_protocol
 from starlab.assess.record import Evaluation
-from starlab.errors import Setting, SettingError
+from starlab.errors import Setting, SettingError, show
 from starlab.genome import Genome
 from starlab.liv import check_width
 from starlab.model import check_device, check_model_fits
@@ -26,13 +26,10 @@ MAX_SEED = 2**63 - 1
 def check_seed(seed: object, name: str = "seed") -> int:
     """A seed as an integer in 0..MAX_SEED, or a one-line ``ValueError``."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise SettingError("{0} must be a non-negative integer (at most 2**63-1), got {1}", Setting(name), _short(seed))
+        raise SettingError(
+            "{0} must be a non-negative integer (at most 2**63-1), got {1}", Setting(name), show(seed, limit=40)
+        )
     return seed
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else f"{text[:20]}… ({len(text)} characters)"
 
 
 def finite(outcome: Outcome, protocol: Protocol) -> Outcome:

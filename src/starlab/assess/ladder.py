@@ -1,9 +1,10 @@
 """One scale for a multi-fidelity ladder: every candidate's quality as the top rung would measure it.
 
-A ladder (``demo → quick``, ``lm-quick → lm-long``) measures every candidate on its cheapest rung and promotes
+A ladder (``demo → quick``, ``lm-demo → lm-small``) measures every candidate on its cheapest rung and promotes
 the best to dearer ones. Qualities of different rungs are not on one scale (1 − demo accuracy is not
-1 − quick accuracy; perplexity after 200 steps is not perplexity after 2000), so a search that compared a
-promoted candidate's top-rung quality with another's bottom-rung quality would favour whatever it promoted.
+1 − quick accuracy; perplexity after lm-demo's 150 steps is not perplexity after lm-small's 1000), so a search
+that compared a promoted candidate's top-rung quality with another's bottom-rung quality would favour whatever
+it promoted.
 
 The rule here (``docs/decisions.md``, "ladder comparability"): a candidate's comparable quality is its
 quality on the top rung where it was measured there; otherwise its quality on the highest rung it reached,

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from starlab.errors import Setting, SettingError
+from starlab.errors import Setting, SettingError, show
 from starlab.genome import Genome
 from starlab.liv import LIVConfig, check_width
 from starlab.status import Status
@@ -145,7 +145,7 @@ class Protocol(ABC):
         return device.type == "cuda" and torch.cuda.is_bf16_supported()
 
     def _refuse(self, setting: str, allowed: str, value: Any) -> typing.NoReturn:
-        raise ValueError(f"protocol {self.name!r}: setting {setting} must be {allowed}, got {_show(value)}")
+        raise ValueError(f"protocol {self.name!r}: setting {setting} must be {allowed}, got {show(value)}")
 
     @property
     def worst_quality(self) -> float:
@@ -214,11 +214,6 @@ class Protocol(ABC):
             "training": self.training(),
             "cost_s": self.cost_s,
         }
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:40]}… ({len(text)} characters)"
 
 
 @functools.cache

@@ -8,7 +8,7 @@
   hypervolumes of a GA run mean what they mean for NSGA-II.
 * **Random search** (a baseline): every generation is fresh random genomes; the population keeps the best
   by rank and crowding, so its front is the best of everything sampled.
-* **Firefly**: a discrete adaptation of the firefly algorithm (ours, SPEC §4). Brightness is Pareto rank, then
+* **Firefly**: a discrete adaptation of the firefly algorithm (ours, docs/decisions.md). Brightness is Pareto rank, then
   crowding distance. Each firefly moves toward every brighter one: a gene it does not share with the brighter
   firefly is copied from it with probability ``beta0 * exp(-gamma * r^2)``, ``r`` the normalised Hamming
   distance; then every gene is redrawn at random with probability ``alpha``. Moved fireflies join the swarm

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from starlab.assess import Protocol, check_objectives, get_protocol
-from starlab.errors import Setting, SettingError
+from starlab.errors import Setting, SettingError, show
 from starlab.evolve.algorithms import ALGORITHMS
 from starlab.evolve.presets import search_preset
-from starlab.evolve.problem import GenomeProblem
+from starlab.evolve.problem import GenomeProblem, depth_text
 from starlab.genome import MAX_SLOTS, PRESETS, Genome, resolve
 from starlab.liv import check_width
 from starlab.model import check_largest_model_fits
@@ -161,7 +161,7 @@ class SearchConfig:
         for name in SEARCH_SETTINGS:
             problem = type_problem(name, getattr(self, name), given=True)
             if problem:
-                raise ValueError(f"search setting {name} = {_short(getattr(self, name))} {problem}")
+                raise ValueError(f"search setting {name} = {show(getattr(self, name))} {problem}")
 
     def _read_depth(self) -> None:
         """``depth`` given as text: ``"N"`` (a fixed depth) or ``"MIN:MAX"`` (a range); a range of one depth is
@@ -169,7 +169,7 @@ class SearchConfig:
         if isinstance(self.depth, str):
             parts = [part.strip() for part in self.depth.split(":")]
             if len(parts) > 2 or not all(part.isascii() and part.isdigit() and len(part) <= 4 for part in parts):
-                raise ValueError(f"search setting depth = {_short(self.depth)} must be an integer in 1..{MAX_SLOTS} "
+                raise ValueError(f"search setting depth = {show(self.depth)} must be an integer in 1..{MAX_SLOTS} "
                                  f"or MIN:MAX with 1 <= MIN <= MAX <= {MAX_SLOTS}")  # fmt: skip
             object.__setattr__(self, "min_depth", int(parts[0]))
             object.__setattr__(self, "depth", int(parts[-1]))
@@ -185,8 +185,7 @@ class SearchConfig:
 
     def depth_text(self) -> str:
         """``"4"`` or ``"2:4"``, as ``--depth`` takes it."""
-        low, high = self.depth_range
-        return f"{low}:{high}" if low < high else str(high)
+        return depth_text(self.min_depth, self.depth)
 
     def search_protocol(self) -> Protocol:
         """The protocol every candidate is assessed with: the named one, with this search's settings and data."""
@@ -301,11 +300,6 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if repeated:  # json.loads would keep the last one silently
         raise ValueError(f"setting {', '.join(repeated)} is given more than once")
     return dict(pairs)
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:40]}… ({len(text)} characters)"
 
 
 def _given(overrides: dict[str, Any]) -> dict[str, Any]:

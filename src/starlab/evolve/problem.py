@@ -227,7 +227,7 @@ class GenomeProblem(Problem):
 
     def depth_text(self) -> str:
         """``"4"`` or ``"2:4"``, as ``--depth`` takes it."""
-        return f"{self.min_depth}:{self.depth}" if self.variable else str(self.depth)
+        return depth_text(self.min_depth, self.depth)
 
     def random_genome(self, rng: np.random.Generator) -> Genome:
         """A uniformly random valid genome: its depth uniform in the range, then every gene uniform (a fixed
@@ -238,6 +238,12 @@ class GenomeProblem(Problem):
         if self.backbone_genes:
             backbone = BackboneGenes(*(int(rng.integers(lo, hi + 1)) for lo, hi in BACKBONE_GENE_RANGES))
         return Genome.from_slots(slots, repair=True, backbone=backbone)
+
+
+def depth_text(min_depth: int | None, depth: int) -> str:
+    """A search's depth as ``--depth`` takes it: ``"4"``, or ``"2:4"`` for a range (``min_depth`` below
+    ``depth``). One spelling, for the problem, the config and every message that names the depth."""
+    return f"{min_depth}:{depth}" if min_depth is not None and min_depth < depth else str(depth)
 
 
 def renumbered(slots: Sequence[Sequence[int]]) -> list[list[int]]:

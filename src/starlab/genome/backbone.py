@@ -1,6 +1,6 @@
 """Backbone genes: the block structure around the LIV slots (norm kind, norm position, residual form).
 
-STAR fixes a pre-norm residual with RMSNorm (SPEC §2); its reviewers asked for the structure itself to be
+STAR fixes a pre-norm residual with RMSNorm (docs/genome.md); its reviewers asked for the structure itself to be
 searchable. Three genes, each a small integer like the slot genes, so a search vector holds them as it holds
 the rest of the genome:
 

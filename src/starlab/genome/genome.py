@@ -1,6 +1,6 @@
 """STAR's backbone genome: five integers per LIV slot, with text and JSON forms, repair and canonical form.
 
-Per slot (SPEC §2):
+Per slot (docs/genome.md):
 
 1. ``cls``                 LIV class id (a key of the pool), or an operator genome ``(f, t, s, n, c)`` of a
                            class outside the pool (operator genes, :mod:`starlab.liv.operator`); written

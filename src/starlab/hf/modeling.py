@@ -25,6 +25,7 @@ from torch import Tensor
 from transformers import GenerationMixin, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutput
 
+from starlab.errors import one_line
 from starlab.genome.genome import Genome
 from starlab.liv.base import state_nbytes
 from starlab.liv.config import LIVConfig
@@ -64,13 +65,13 @@ def read_config(path: Path) -> StarlabConfig:
     except OSError as error:
         raise ValueError(f"{path}: cannot be read ({error.strerror or error})") from None
     except (ValueError, RecursionError) as error:
-        raise ValueError(f"{path}: not JSON ({_one_line(error)})") from None
+        raise ValueError(f"{path}: not JSON ({one_line(error)})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: must hold a JSON object (a starlab model config)")
     try:
         return StarlabConfig(**data)
     except (ValueError, TypeError, KeyError, AttributeError) as error:
-        raise ValueError(f"{path}: not a starlab model config ({_one_line(error)})") from None
+        raise ValueError(f"{path}: not a starlab model config ({one_line(error)})") from None
 
 
 def load_weights(backbone: Backbone, path: Path, config_path: Path) -> None:
@@ -80,21 +81,16 @@ def load_weights(backbone: Backbone, path: Path, config_path: Path) -> None:
         with safe_open(str(path), framework="pt") as file:
             metadata = file.metadata()
     except (SafetensorError, OSError) as error:
-        raise ValueError(f"{path}: not a readable safetensors file ({_one_line(error)})") from None
+        raise ValueError(f"{path}: not a readable safetensors file ({one_line(error)})") from None
     check_architecture(backbone, metadata, str(path), str(config_path))
     try:
         load_model(backbone, str(path), strict=True)
     except (RuntimeError, SafetensorError, OSError, ValueError) as error:
-        raise ValueError(f"{path}: the weights do not match {config_path.name} ({_one_line(error)})") from None
+        raise ValueError(f"{path}: the weights do not match {config_path.name} ({one_line(error)})") from None
     for name, tensor in backbone.state_dict().items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             bad = int((~torch.isfinite(tensor)).sum())
             raise ValueError(f"{path}: {name!r} holds {bad} NaN or infinite values; a model with them computes NaN")
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip()) or type(error).__name__
-    return text if len(text) <= 300 else f"{text[:300]}…"
 
 
 class StarlabCache:
@@ -147,7 +143,7 @@ class StarlabForCausalLM(PreTrainedModel, GenerationMixin):
             model = cls(config)
         except (ValueError, TypeError, KeyError, RuntimeError) as error:
             raise ValueError(
-                f"{directory / CONFIG}: the model it describes cannot be built ({_one_line(error)})"
+                f"{directory / CONFIG}: the model it describes cannot be built ({one_line(error)})"
             ) from None
         load_weights(model.backbone, directory / WEIGHTS, directory / CONFIG)
         dtype = kwargs.get("dtype", kwargs.get("torch_dtype"))

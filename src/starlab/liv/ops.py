@@ -1,8 +1,16 @@
 """Pure token-mixing functions: the math of every LIV, with no parameters and no shapes to guess.
 
-Layers (``starlab.liv.layers``) own the parameters and projections; they call these functions. Each fast
-op has a ``naive_*`` twin that spells the same computation out as an explicit loop or matrix. The naive
-versions exist for tests and benchmarks only: they are the definition the fast ops are checked against.
+The layers own the parameters and projections and call these functions: one module per kind in
+``starlab.liv`` (``attention``, ``linear_attention``, ``recurrence``, ``convolution`` for the short and the long
+convolution, ``memoryless``, ``differential``; ``shortconv`` is the short convolution inside featurizers), on
+the bases in ``starlab.liv.base``. Five fast ops have a reference twin that spells the same computation out as
+a loop, a matrix or a direct sum: ``causal_attention`` / ``naive_attention``, ``causal_depthwise_conv`` /
+``naive_depthwise_conv``, ``chunked_scan`` / ``sequential_scan``, ``fft_causal_conv`` / ``direct_causal_conv``
+and ``swiglu`` / ``naive_swiglu``. The references exist for tests (``tests/test_ops.py`` checks the fast ops
+against them, and the decoding steps ``conv_step`` and ``long_conv_step`` against the parallel forms;
+``sequential_scan`` is a loop of the recurrence's decoding step ``scan_update``/``scan_readout``) and for
+benchmarks (``bench/ops.py`` swaps ``sequential_scan`` and ``direct_causal_conv`` into the layers to time
+what they replace).
 
 Shape conventions: sequences are ``(batch, length, channels)``; attention tensors are
 ``(batch, heads, length, head_dim)``.

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-#: Operator-genome codes (SPEC §1.1). Token mixing and channel mixing are the paper's option pools.
+#: Operator-genome codes (docs/liv.md, "Operator genes"). Token mixing and channel mixing are the paper's option pools.
 TOKEN_MIXING = {1: "diagonal", 2: "low-rank", 3: "scaled Toeplitz", 4: "semi-separable"}
 CHANNEL_MIXING = {1: "diagonal", 2: "dense", 3: "grouped"}
 NONLINEARITY = {1: "none", 2: "softmax", 4: "SiLU gate"}

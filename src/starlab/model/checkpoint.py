@@ -26,12 +26,13 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 
+from starlab.errors import one_line, show
 from starlab.genome import Genome
 from starlab.liv import LIVConfig, check_width
 from starlab.model.backbone import Backbone
 from starlab.model.digest import architecture_metadata, check_architecture
 from starlab.model.memory import check_device, check_model_fits
-from starlab.model.validation import liv_config_rules, show
+from starlab.model.validation import liv_config_rules
 
 CONFIG_FILE, WEIGHTS_FILE, FORMAT, VERSION = "config.json", "model.safetensors", "starlab-model", 1
 #: the ``tokenizers`` file beside a model trained with a BPE (absent for bytes)
@@ -123,7 +124,7 @@ def load(directory: str | Path, device: str | torch.device = "cpu") -> Backbone:
     except ValueError as error:
         raise ValueError(f"{config_path}: {error}") from None
     except (RuntimeError, TypeError, OverflowError) as error:  # sizes beyond torch's (where memory is not known)
-        raise ValueError(f"{config_path}: the model it describes cannot be built ({_first_line(error)})") from None
+        raise ValueError(f"{config_path}: the model it describes cannot be built ({one_line(error)})") from None
     metadata = _check_header(weights_path, probe)
     check_architecture(probe, metadata, str(weights_path), CONFIG_FILE)  # shapes agree; does the architecture?
     try:
@@ -133,7 +134,7 @@ def load(directory: str | Path, device: str | torch.device = "cpu") -> Backbone:
     try:
         load_model(model, str(weights_path), strict=True)
     except (RuntimeError, SafetensorError, OSError) as error:
-        raise ValueError(f"{weights_path}: weights do not match {CONFIG_FILE} ({_first_line(error)})") from None
+        raise ValueError(f"{weights_path}: weights do not match {CONFIG_FILE} ({one_line(error)})") from None
     _check_finite(model, str(weights_path))
     return model.to(device)
 
@@ -170,7 +171,7 @@ def parse_config(config: Any, where: str | Path) -> dict:
     try:
         genome = Genome.parse(text).validate()
     except ValueError as error:
-        raise ValueError(f"{where}: 'genome' is not a valid genome ({_first_line(error)})") from None
+        raise ValueError(f"{where}: 'genome' is not a valid genome ({one_line(error)})") from None
     try:
         width = check_width(config["width"])
     except ValueError:
@@ -258,7 +259,7 @@ def _check_header(path: Path, probe: Backbone) -> dict[str, str] | None:
             header = {name: (part.get_shape(), part.get_dtype()) for name, part in slices.items()}
             metadata = file.metadata()
     except (SafetensorError, OSError) as error:
-        raise ValueError(f"{path}: not a readable safetensors file ({_first_line(error)})") from None
+        raise ValueError(f"{path}: not a readable safetensors file ({one_line(error)})") from None
     expected = probe.state_dict(keep_vars=True)
     for name, (shape, dtype) in header.items():
         if name not in expected:
@@ -302,9 +303,3 @@ def _name(key: Any) -> str:
     """A key or tensor name from a file, quoted and ASCII-escaped (it may hold anything), cut at 80 characters."""
     text = ascii(key)
     return text if len(text) <= 80 else f"{text[:60]}… ({len(text)} characters)"
-
-
-def _first_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    text = " ".join(lines[:2]) if lines else type(error).__name__
-    return text if len(text) <= 300 else f"{text[:300]}…"

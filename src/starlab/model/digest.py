@@ -55,11 +55,12 @@ def check_architecture(model: Any, metadata: dict[str, str] | None, weights: str
     if stored != mine:
         raise ValueError(
             f"{weights}: saved for another architecture than {config} describes (its genome, sizes or LIV settings "
-            f"were changed: digest {mine[:19]}… there, {_short(stored)} in the weights); use the config saved with them"
+            f"were changed: digest {mine[:19]}… there, {_head(stored)} in the weights); use the config saved with them"
         )
 
 
-def _short(text: str) -> str:
+def _head(text: str) -> str:
+    """A stored digest as the message shows its own (19 characters), ASCII-escaped: the file may hold anything."""
     return ascii(text[:19] + "…") if len(text) > 19 else ascii(text)
 
 

@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from starlab.errors import one_line, show
 from starlab.genome import Genome
 from starlab.liv import (
     ClassKey,
@@ -48,7 +49,6 @@ from starlab.model.validation import (
     check_max_positions,
     check_tie_embeddings,
     check_vocab_size,
-    show,
 )
 
 #: bytes per parameter in training, in units of the parameter itself: the weight, its gradient and AdamW's
@@ -217,7 +217,7 @@ def largest_model_bytes(
     try:
         per_class = _class_sizes(width, config, torch.get_default_dtype())
     except _OVERFLOW as error:
-        raise ValueError(f"a depth-{depth} model at width {width} cannot be sized: {_first_line(error)}") from None
+        raise ValueError(f"a depth-{depth} model at width {width} cannot be sized: {one_line(error)}") from None
     slot = max(per_class.values(), key=lambda size: size.bytes(training))
     # embeddings and norms (at most the slots' and a final one, LayerNorm's gain and bias)
     rows = vocab_size * (1 if tie_embeddings else 2) + (max_positions or 0) + 2 * (depth + 1)
@@ -340,7 +340,7 @@ class _Model(NamedTuple):
         return rows * self.width
 
     def describe(self) -> str:
-        return f"a width-{_number(self.width)} model of {_short(self.genome)} (vocab {_number(self.vocab_size)})"
+        return f"a width-{_number(self.width)} model of {_genome_text(self.genome)} (vocab {_number(self.vocab_size)})"
 
 
 def _checked(genome, width, vocab_size, config, tie_embeddings, max_positions) -> _Model:
@@ -398,7 +398,7 @@ def _number(n: int) -> str:
     return str(n) if n < 10**12 else format_count(n)
 
 
-def _short(genome: Genome) -> str:
+def _genome_text(genome: Genome) -> str:
     slots = [slot.text() for slot in genome.slots]
     return "-".join(slots) if len(slots) <= 4 else f"{'-'.join(slots[:3])}-… ({len(slots)} slots)"
 
@@ -428,11 +428,6 @@ def _too_large(model: _Model, size: Size, training: bool, available: int, device
 
 def _unsized(model: _Model, error: BaseException) -> str:
     return (
-        f"{model.describe()} cannot be sized: {_first_line(error)} "
+        f"{model.describe()} cannot be sized: {one_line(error)} "
         "(a size beyond 64 bits: check width, vocab_size and the LIV config)"
     )
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return (lines[0] if lines else type(error).__name__)[:200]

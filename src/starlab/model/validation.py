@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import typing
 from typing import Any, NamedTuple
 
+from starlab.errors import show
 from starlab.genome import Genome
 from starlab.liv import LIVConfig
 from starlab.liv.config import MLPS
@@ -154,25 +154,3 @@ def check_max_positions(max_positions: Any) -> int | None:
     if isinstance(max_positions, bool) or not isinstance(max_positions, int) or max_positions < 1:
         raise ValueError(f"max_positions must be None or a positive integer, got {show(max_positions)}")
     return max_positions
-
-
-def show(value: Any, json_style: bool = False, limit: int = 60) -> str:
-    """A short one-line rendering of a (possibly hostile) value for an error message, ASCII-escaped and cut
-    at ``limit`` characters: ``repr`` for Python callers, JSON (what a user typed in config.json) with
-    ``json_style``."""
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 4000:
-        return f"an integer of about {int(value.bit_length() * math.log10(2))} digits"
-    text = None
-    if json_style:
-        try:
-            text = json.dumps(value, ensure_ascii=True)
-        except (TypeError, ValueError, RecursionError):
-            text = None
-    if text is None:
-        try:
-            text = ascii(value)
-        except (ValueError, RecursionError):  # an object whose repr itself fails
-            text = f"a {type(value).__name__}"
-    if len(text) > limit:
-        text = f"{text[: limit - 20]}… ({len(text)} characters)"
-    return text

@@ -45,13 +45,18 @@ def class_names(genome: Genome | str) -> list[str]:
     return [get_class(slot.cls).name for slot in genome.slots]
 
 
+def class_counts(genome: Genome | str) -> list[tuple[str, int]]:
+    """Each LIV class of the genome with its number of slots, the most frequent first (ties: the first seen)."""
+    return Counter(class_names(genome)).most_common()
+
+
 def describe_classes(genome: Genome | str) -> str:
     """``"SA-1, Rec-1, GMemless, SA-1"``; a genome of more than :data:`LONG_GENOME` slots by counts
     (``"12 × GMemless, 6 × SA-1, 6 × Rec-1"``)."""
     names = class_names(genome)
     if len(names) <= LONG_GENOME:
         return ", ".join(names)
-    return ", ".join(f"{count} × {name}" if count > 1 else name for name, count in Counter(names).most_common())
+    return ", ".join(f"{count} × {name}" if count > 1 else name for name, count in class_counts(genome))
 
 
 def genome_label(genome: Genome | str, genome_hash: str | None = None) -> str:

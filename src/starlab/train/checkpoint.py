@@ -24,6 +24,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
+from starlab.errors import one_line, show
 from starlab.files import write_text_atomically
 
 LATEST = "latest.json"
@@ -119,13 +120,11 @@ def load_checkpoint(
     try:
         load_model(model, str(model_file), device=str(next(model.parameters()).device))
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as error:
-        raise ValueError(f"{model_file}: does not fit this run's model ({_one_line(error)})") from None
+        raise ValueError(f"{model_file}: does not fit this run's model ({one_line(error)})") from None
     try:
         optimizer.load_state_dict({"state": state, "param_groups": groups})
     except (ValueError, KeyError, RuntimeError, TypeError, IndexError) as error:
-        raise ValueError(
-            f"{found.where / STATE_FILE}: does not fit this run's optimizer ({_one_line(error)})"
-        ) from None
+        raise ValueError(f"{found.where / STATE_FILE}: does not fit this run's optimizer ({one_line(error)})") from None
     torch.set_rng_state(tensors["rng.cpu"])
     cuda = [tensors[f"rng.cuda.{i}"] for i in range(torch.cuda.device_count()) if f"rng.cuda.{i}" in tensors]
     if cuda:
@@ -177,7 +176,7 @@ def _read_json(path: Path, limit: int) -> Any:
     except OSError as error:
         raise ValueError(f"{path}: cannot be read ({error.strerror or error})") from None
     except (ValueError, RecursionError) as error:  # not UTF-8, not JSON, an integer of 5000 digits
-        message = _one_line(error)
+        message = one_line(error)
         raise ValueError(message if message.startswith(str(path)) else f"{path}: not JSON ({message})") from None
 
 
@@ -218,14 +217,14 @@ def _read_header(path: Path) -> None:
         with safe_open(str(path), framework="pt"):
             pass
     except (OSError, SafetensorError) as error:
-        raise ValueError(f"{path}: not a readable safetensors file ({_one_line(error)})") from None
+        raise ValueError(f"{path}: not a readable safetensors file ({one_line(error)})") from None
 
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (OSError, SafetensorError, ValueError, RuntimeError) as error:
-        raise ValueError(f"{path}: not a readable safetensors file ({_one_line(error)})") from None
+        raise ValueError(f"{path}: not a readable safetensors file ({one_line(error)})") from None
 
 
 #: what AdamW keeps per parameter (``max_exp_avg_sq`` too with ``amsgrad``)
@@ -317,16 +316,7 @@ def _is_number(value: Any) -> bool:
 
 def _show(value: Any) -> str:
     """A value read from a file, as JSON, cut at 80 characters."""
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError, RecursionError):
-        text = repr(value)
-    return text if len(text) <= 80 else f"{text[:70]}… ({len(text)} characters)"
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip()) or type(error).__name__
-    return text if len(text) <= 300 else f"{text[:300]}…"
+    return show(value, json_style=True, limit=80)
 
 
 def clear_checkpoints(directory: Path) -> None:
