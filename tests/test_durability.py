@@ -232,7 +232,7 @@ def test_evaluations_that_finished_when_ctrl_c_came_are_stored(tmp_path, monkeyp
     search = Search(tmp_path / "run", Deferred(), SearchConfig(protocol="synthetic", depth=4, seeds=()))
     monkeypatch.setattr(evaluations_module, "as_completed", finish_all_but_the_first_then_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
-        search.evaluate(genomes, "synthetic")
+        search.evaluations.evaluate(genomes, "synthetic")
     stored = {e.hash for e in search.store.evaluations()}
     search.close()
     assert len(submitted) == 4 and stored == {g.hash() for g in genomes[1:]}  # the finished three, not the other

@@ -13,11 +13,11 @@ summary is read from the store (:func:`~starlab.evolve.outcome.summarize`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
-from starlab.assess import Evaluation, Objectives
+from starlab.assess import Objectives
 from starlab.errors import Setting, SettingError
 from starlab.evolve.archive import Archive
 from starlab.evolve.config import SearchConfig
@@ -29,7 +29,6 @@ from starlab.evolve.outcome import SearchSummary, check_any_succeeded, summarize
 from starlab.evolve.problem import GenomeProblem
 from starlab.evolve.recorder import GenerationRecorder
 from starlab.evolve.steady import SteadyState
-from starlab.genome import Genome
 from starlab.store import Generation, RunLock, RunStore, StoreError, check_stored_config
 
 __all__ = ["CHECKPOINTS", "Reporter", "Search", "SearchSummary"]
@@ -109,13 +108,6 @@ class Search:
             execution = Execution.from_json(self.store.get_meta(EXECUTION), directory)
         self.store.set_meta(EXECUTION, execution.to_json())
         return execution
-
-    def evaluate(self, genomes: Sequence[Genome], protocol: str) -> list[Evaluation]:
-        """Store-first evaluations of ``genomes`` under ``protocol``, told to the run's archive."""
-        results = self.evaluations.evaluate(genomes, protocol)
-        for evaluation in results:
-            self.archive.add(evaluation)
-        return results
 
     def run(self) -> SearchSummary:
         """Run the search to its end with its loop; :class:`~starlab.evolve.outcome.SearchFailed` if nothing
