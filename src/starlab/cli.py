@@ -10,7 +10,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 from starlab import runtime
@@ -18,9 +18,7 @@ from starlab.console import print_table, status
 from starlab.errors import SettingError
 
 if TYPE_CHECKING:  # the commands import what they run when they run it: the parser starts fast
-    from starlab.evolve import Search, SearchSummary
     from starlab.report.live import LiveReport
-    from starlab.report.tensorboard import TensorBoardScalars
 
 
 def _positive(text: str, convert: type[int] | type[float], what: str, zero: bool = False) -> int | float:
@@ -381,11 +379,10 @@ def evolve(args: argparse.Namespace) -> None:
     """Run (or resume) a search; prints its Pareto front over all evaluations and the result in words, and
     writes its report (rewritten while it runs; see ``starlab.report.live``)."""
     from starlab.console import SearchProgress
-    from starlab.evolve import Search, SearchConfig
+    from starlab.evolve import Hooks, SearchConfig, SearchInterrupted, run_search
     from starlab.report.live import REPORT_EVERY_S, LiveReport
     from starlab.report.tensorboard import TensorBoardScalars
 
-    config = None
     overrides = {
         "protocol": args.protocol, "algorithm": args.algorithm, "population": args.population,
         "generations": args.generations, "depth": args.depth, "width": args.width, "seed": args.seed,
@@ -395,31 +392,32 @@ def evolve(args: argparse.Namespace) -> None:
         "operator_genes": args.operator_genes or None, "objectives": args.objectives, "seeds": args.seeds,
         "protocol_settings": dict(args.protocol_setting) if args.protocol_setting else None,
     }  # fmt: skip
-    if args.ladder and args.protocol is None:  # the ladder's bottom rung is the search protocol
-        overrides["protocol"] = args.ladder.split(",")[0].strip()
-    resume = args.resume is not None
+    resume, config = args.resume is not None, None
     if not resume:
-        if args.config:
-            config = SearchConfig.from_file(args.config, **overrides)
-        else:
-            config = SearchConfig.from_preset(args.preset, **overrides)
-        config.check()  # seeds, corpus, memory: before an executor (a Ray instance) is started
+        read = SearchConfig.from_file if args.config else SearchConfig.from_preset
+        config = read(args.config or args.preset, **overrides).check()  # before any executor starts
     directory = args.resume if resume else args.out
     execution, replaced = _execution(args, directory, resume)
     live = LiveReport(directory, REPORT_EVERY_S if execution.report_every is None else execution.report_every)
     scalars = TensorBoardScalars(execution.tensorboard) if execution.tensorboard else None  # refused before work
-    executor = execution.make_executor()
     progress = SearchProgress()
-    try:
-        search = Search(directory, executor, config, resume=resume, reporter=progress, retry_failed=args.retry_failed,
-                        on_generation=_each_generation(live, scalars), execution=execution)  # fmt: skip
+
+    def started(search) -> None:
+        if scalars is not None:
+            scalars.open(search.store.generations())  # those stored already were written when recorded
         if resume:
             _say_ignored(search.config.conflicts(**overrides))
             _say_replaced(replaced)
-        summary = _run(search, live, scalars)
+
+    hooks = Hooks(progress, [hook for hook in (live, scalars) if hook is not None], started, live.interrupted,
+                  lambda error: live.stopped(_said(error)))  # fmt: skip
+    try:
+        summary = run_search(directory, config, resume=resume, execution=execution, retry_failed=args.retry_failed,
+                             hooks=hooks)  # fmt: skip
+    except SearchInterrupted as stop:
+        raise Interrupted(f"resume with `starlab evolve --resume {stop.directory}`") from None
     finally:
         progress.stop()
-        executor.close()
         if scalars is not None:
             scalars.close()
     failed = f", {summary.failed} failed" if summary.failed else ""
@@ -448,34 +446,6 @@ def _say_replaced(replaced: dict) -> None:
 #: The flags of how a run executes (``starlab.evolve.execution.Execution``): stored with the run.
 EXECUTION_FLAGS = ("executor", "workers", "threads", "ray_address", "gpus", "device", "keep_weights", "report_every",
                    "tensorboard")  # fmt: skip
-
-
-def _each_generation(*hooks: Callable | None) -> Callable:
-    """One ``on_generation`` hook calling each of ``hooks`` that is given."""
-    given = [hook for hook in hooks if hook is not None]
-
-    def record(generation) -> None:
-        for hook in given:
-            hook(generation)
-
-    return record
-
-
-def _run(search: Search, live: LiveReport, scalars: TensorBoardScalars | None) -> SearchSummary:
-    """Run the search; an interrupted run's report says how to resume it, and a page this process made live
-    stops reloading when an error stops the run."""
-    try:
-        if scalars is not None:
-            scalars.open(search.store.generations())  # those stored already were written when recorded
-        return search.run()
-    except KeyboardInterrupt:
-        live.interrupted()
-        raise Interrupted(f"resume with `starlab evolve --resume {search.store.directory}`") from None
-    except Exception as error:
-        live.stopped(_said(error))
-        raise
-    finally:
-        search.close()
 
 
 def _said(error: Exception) -> str:

@@ -5,6 +5,7 @@ from starlab.evolve.config import SearchConfig
 from starlab.evolve.executors import EXECUTORS, EvalJob, make_executor
 from starlab.evolve.presets import SEARCH_PRESETS
 from starlab.evolve.problem import GenomeProblem
+from starlab.evolve.run import Hooks, SearchInterrupted, run_search
 from starlab.evolve.search import Search, SearchSummary
 
 __all__ = [
@@ -13,9 +14,12 @@ __all__ = [
     "SEARCH_PRESETS",
     "EvalJob",
     "GenomeProblem",
+    "Hooks",
     "Search",
     "SearchConfig",
+    "SearchInterrupted",
     "SearchSummary",
     "make_algorithm",
     "make_executor",
+    "run_search",
 ]

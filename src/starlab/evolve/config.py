@@ -287,10 +287,13 @@ def _check_given_apply(config: SearchConfig, given: dict[str, Any]) -> SearchCon
 
 def _budget_over_generations(settings: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
     """Settings with ``given`` applied; a budget given without generations runs until it is spent (a preset's
-    generations would otherwise stop the run short of the budget asked for)."""
+    generations would otherwise stop the run short of the budget asked for), and a ladder given without a
+    protocol searches with its bottom rung."""
     settings = {**settings, **given}
     if "budget" in given and "generations" not in given:
         settings["generations"] = None
+    if isinstance(given.get("ladder"), str) and "protocol" not in given:  # the bottom rung is the search protocol
+        settings["protocol"] = given["ladder"].split(",")[0].strip()
     return settings
 
 
