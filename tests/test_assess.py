@@ -19,7 +19,7 @@ from starlab.assess import (
     protocol_names,
 )
 from starlab.cli import main
-from starlab.genome import Genome, preset
+from starlab.genome import Genome, preset, resolve
 from starlab.model import Backbone, size_report, training_flops_per_token
 from starlab.store import RunStore
 
@@ -206,20 +206,27 @@ def test_algo_command_embedding_only_trains_exactly_the_embeddings(capsys):
 
 @pytest.mark.parametrize(("size", "depth"), [("cpu", 4), ("paper", 6)])
 def test_algo_builds_a_preset_with_the_blocks_its_budget_was_chosen_for(monkeypatch, size, depth):
-    """The circuit student at paper size has the budget's 3 blocks (6 slots), not the commands' default 4."""
-    import starlab.cli as cli
+    """The circuit student at paper size has the budget's 3 blocks (6 slots), not the commands' default 4: the
+    protocol's ``preset_depth``, which ``starlab algo`` builds a preset with."""
+    import starlab.assess
 
     class Built(Exception):
         pass
 
-    def build_only(args, protocol, doing):
-        raise Built(cli._genome_arg(args))
+    def build_only(genome, protocol, *args, **kwargs):
+        raise Built(genome, protocol)
 
-    monkeypatch.setattr(cli, "_assess", build_only)
+    protocol = get_protocol("algo-circuit").with_settings(size=size)
+    assert protocol.preset_depth == depth == 2 * protocol.budget.layers
+    assert len(resolve("transformer++", default_depth=protocol.preset_depth).slots) == depth
+    monkeypatch.setattr(starlab.assess, "assess", build_only)
     with pytest.raises(Built) as built:
         main(["algo", "transformer++", "--task", "circuit-imitation", "--size", size])
-    budget = get_protocol("algo-circuit").with_settings(size=size).budget
-    assert len(built.value.args[0].slots) == depth == 2 * budget.layers
+    genome, assessed = built.value.args
+    assert len(genome.slots) == depth and assessed.size == size
+    with pytest.raises(Built) as built:
+        main(["mad", "transformer++"])
+    assert len(built.value.args[0].slots) == 4 == get_protocol("quick").preset_depth
 
 
 def test_algo_command_is_the_algorithmic_protocol_and_it_learns(capsys):
