@@ -536,11 +536,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_genome_arguments(
-    parser: argparse.ArgumentParser, genome_help: str, depth: int, optional=False, depth_help: str | None = None
-) -> None:
+def add_genome_arguments(parser: argparse.ArgumentParser, genome_help: str, optional=False, depth_help="4") -> None:
+    """The genome and how it is assessed; a preset's depth defaults to the protocol's ``preset_depth``."""
     parser.add_argument("genome", help=genome_help, **({"nargs": "?"} if optional else {}))
-    depth_help = f"depth of a preset (default {depth_help or depth})"
+    depth_help = f"depth of a preset (default {depth_help})"
     parser.add_argument("--depth", type=positive_int, default=None, help=depth_help)
     parser.add_argument("--repair", action="store_true", help=REPAIR_HELP)
     parser.add_argument("--width", type=positive_int, help="model width (default: the protocol's)")
@@ -566,7 +565,7 @@ def add_assessment_commands(groups, genome_help: str) -> None:
     from starlab.tasks.tokenizer import DEFAULT_BPE_VOCAB
 
     mad_parser = groups.add_parser("mad", help="assess a genome on the MAD synthetic suite")
-    add_genome_arguments(mad_parser, genome_help, 4)
+    add_genome_arguments(mad_parser, genome_help)
     mad_parser.add_argument(
         "--protocol",
         default="quick",
@@ -577,7 +576,7 @@ def add_assessment_commands(groups, genome_help: str) -> None:
     mad_parser.set_defaults(handler=mad)
 
     algo_parser = groups.add_parser("algo", help="train a genome on an algorithmic task (random transformers)")
-    add_genome_arguments(algo_parser, genome_help, 4, depth_help="two slots per block of the task's budget")
+    add_genome_arguments(algo_parser, genome_help, depth_help="two slots per block of the task's budget")
     algo_parser.add_argument("--task", required=True, choices=list(ALGORITHMIC_TASKS), help="the algorithmic task")
     algo_parser.add_argument(
         "--size", default="cpu", choices=["cpu", "paper"], help="task size: cpu (minutes) or the paper's (default cpu)"
@@ -589,7 +588,7 @@ def add_assessment_commands(groups, genome_help: str) -> None:
     algo_parser.set_defaults(handler=algo)
 
     lm_parser = groups.add_parser("lm", help="train a genome as a language model; report perplexity")
-    add_genome_arguments(lm_parser, genome_help, 4, optional=True)
+    add_genome_arguments(lm_parser, genome_help, optional=True)
     lm_parser.add_argument("--data", help="text file, directory, .jsonl or .parquet (default: bundled corpus)")
     lm_parser.add_argument(
         "--protocol",
