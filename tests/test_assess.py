@@ -19,7 +19,7 @@ from starlab.assess import (
     protocol_names,
 )
 from starlab.cli import main
-from starlab.genome import Genome, preset
+from starlab.genome import Genome, preset, resolve
 from starlab.model import Backbone, size_report, training_flops_per_token
 from starlab.store import RunStore
 
@@ -206,20 +206,27 @@ def test_algo_command_embedding_only_trains_exactly_the_embeddings(capsys):
 
 @pytest.mark.parametrize(("size", "depth"), [("cpu", 4), ("paper", 6)])
 def test_algo_builds_a_preset_with_the_blocks_its_budget_was_chosen_for(monkeypatch, size, depth):
-    """The circuit student at paper size has the budget's 3 blocks (6 slots), not the commands' default 4."""
-    import starlab.cli as cli
+    """The circuit student at paper size has the budget's 3 blocks (6 slots), not the commands' default 4: the
+    protocol's ``preset_depth``, which ``starlab algo`` builds a preset with."""
+    import starlab.assess
 
     class Built(Exception):
         pass
 
-    def build_only(args, protocol, doing):
-        raise Built(cli._genome_arg(args))
+    def build_only(genome, protocol, *args, **kwargs):
+        raise Built(genome, protocol)
 
-    monkeypatch.setattr(cli, "_assess", build_only)
+    protocol = get_protocol("algo-circuit").with_settings(size=size)
+    assert protocol.preset_depth == depth == 2 * protocol.budget.layers
+    assert len(resolve("transformer++", default_depth=protocol.preset_depth).slots) == depth
+    monkeypatch.setattr(starlab.assess, "assess", build_only)
     with pytest.raises(Built) as built:
         main(["algo", "transformer++", "--task", "circuit-imitation", "--size", size])
-    budget = get_protocol("algo-circuit").with_settings(size=size).budget
-    assert len(built.value.args[0].slots) == depth == 2 * budget.layers
+    genome, assessed = built.value.args
+    assert len(genome.slots) == depth and assessed.size == size
+    with pytest.raises(Built) as built:
+        main(["mad", "transformer++"])
+    assert len(built.value.args[0].slots) == 4 == get_protocol("quick").preset_depth
 
 
 def test_algo_command_is_the_algorithmic_protocol_and_it_learns(capsys):
@@ -338,3 +345,38 @@ def test_evolve_errors_are_one_line(tmp_path, capsys):
         code, _, err = run_cli(capsys, *argv)
         assert code == 2 and message in err and err.count("\n") == 1, (argv, err)
     assert not (tmp_path / "w").exists()  # checked before the run directory is created
+
+
+def evaluation_of(protocol: str, quality: float, scores: dict, metrics: dict) -> Evaluation:
+    """A record as ``assess()`` returns one, without training (the descriptions only read it)."""
+    return Evaluation(genome="11111-91111", hash="h", protocol=protocol, seed=0, width=32, status=Status.OK,
+                      quality=quality, scores=scores, params=100, cache_bytes=64, seconds=1.5, worker="w",
+                      metrics=metrics)  # fmt: skip
+
+
+def test_each_protocol_describes_its_own_result():
+    """What ``starlab mad/algo/lm --json`` print is the protocol's description of the evaluation: MAD's score is
+    1 - quality, the algorithmic one names its task, size and mode, the LM one its perplexity (the quality)."""
+    settings = {"recall": {"score": 0.75, "accuracy": 0.8, "status": "completed", "steps": 3, "runs": 1}}
+    metrics = {"mad_score": 0.75, "token_accuracy": {"in-context-recall": 0.8}, "settings": settings}
+    mad = evaluation_of("tiny", 0.25, {"in-context-recall": 0.75}, metrics)
+    described = get_protocol("tiny").describe(mad)
+    assert list(described) == ["genome", "hash", "protocol", "mad_score", "tasks", "token_accuracy", "settings",
+                               "params", "cache_bytes", "seconds", "status", "width"]  # fmt: skip
+    assert described["mad_score"] == 1 - mad.quality and described["tasks"] == mad.scores
+    assert described["settings"] == settings and described["protocol"] == "tiny"
+    algo = get_protocol("algo-parentheses").with_settings(size="paper", embedding_only=True)
+    record = evaluation_of("algo-parentheses", 0.4, {"parentheses": 0.6}, {
+        "run_status": "completed", "steps": 7, "trainable_params": 10, "total_params": 90,
+        "task_metrics": {"accuracy": 0.6}})  # fmt: skip
+    assert algo.describe(record) == {
+        "genome": "11111-91111", "task": "parentheses", "size": "paper", "embedding_only": True, "backbone": "star",
+        "width": 32, "status": "completed", "steps": 7, "score": 0.6, "metrics": {"accuracy": 0.6},
+        "trainable_params": 10, "params": 90, "seconds": 1.5,
+    }  # fmt: skip
+    lm = evaluation_of("lm-tiny", 12.5, {"text": 0.1}, {"perplexity": 12.5, "steps": 3})
+    assert get_protocol("lm-tiny").describe(lm) == {
+        "genome": "11111-91111", "protocol": "lm-tiny", "perplexity": 12.5, "status": Status.OK, "params": 100,
+        "cache_bytes": 64, "seconds": 1.5, "width": 32, "steps": 3,
+    }  # fmt: skip
+    assert get_protocol(protocol_names("synthetic")[0]).describe(mad) == mad.to_dict()  # the whole record

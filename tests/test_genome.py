@@ -176,3 +176,14 @@ def test_presets():
         resolve("llama")
     with pytest.raises(ValueError, match=r"^slot 2: expected 5 digits"):  # digits only: a genome, mistyped
         resolve("11111-9111")
+
+
+def test_resolve_builds_a_preset_at_the_default_depth_its_caller_gives():
+    """An assessment builds a preset given no depth at its protocol's depth (``Protocol.preset_depth``); a depth
+    given wins, and a genome's text ignores the default (its text fixes the depth)."""
+    assert len(resolve("mamba").slots) == 24
+    assert resolve("mamba", default_depth=6).text() == "51111-91111-51111-91111-51111-91111"
+    assert len(resolve("mamba", 2, default_depth=6).slots) == 2
+    assert resolve("11111", default_depth=6).text() == "11111"
+    with pytest.raises(ValueError, match="even integer"):
+        resolve("mamba", default_depth=5)

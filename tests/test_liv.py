@@ -143,3 +143,26 @@ def test_sizing_on_meta_computes_no_initial_values():
     expected = torch.linspace(1.0, 2.0, 5)
     assert torch.equal(computed_on_cpu(lambda: torch.linspace(1.0, 2.0, 5), (5,)), expected)
     assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_liv_sizes_count_what_a_built_layer_holds_and_stores():
+    """``liv_sizes``/``liv_size`` (what ``starlab liv list/build`` print) size on meta: the same parameters as a
+    layer built with storage, and the cache its decoding state measures (16-bit values)."""
+    from starlab.liv import liv_size, liv_sizes
+
+    sizes = liv_sizes(WIDTH, 12)
+    assert [size.id for size in sizes] == POOL
+    for size in sizes:
+        layer = build_liv(size.id, WIDTH)
+        assert size.params == sum(p.numel() for p in layer.parameters()) > 0
+        _, state = decode(layer, torch.randn(1, 12, WIDTH))
+        assert size.cache_bytes == state_nbytes(state) // 2  # float32 state, counted in 16-bit values
+        assert size.to_dict()["name"] == get_class(size.id).name
+    composed = liv_sizes(WIDTH, 12, operators=True)
+    assert len(composed) == len(ALL) and {s.id for s in composed} - set(POOL) == {None}
+    repaired = liv_size("[1,2,1,3,3]", WIDTH, 12, repair=True)  # nonlinearity 3 does not fit featurizer 1
+    assert repaired == liv_size("[1,2,1,2,3]", WIDTH, 12) and repaired.operator_genome == "12123"
+    with pytest.raises(ValueError):
+        liv_size("[1,2,1,3,3]", WIDTH, 12)
+    with pytest.raises(ValueError, match="width must be a positive multiple of 8"):
+        liv_sizes(12, 12)

@@ -145,3 +145,45 @@ def test_lm_out_onto_a_file_or_an_unwritable_path_is_refused_before_training(tmp
     assert main([*train, str(tmp_path / "new" / "run")]) == 2
     assert "new/run: cannot write an lm run there (No space left on device)" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # the folders it made are gone again
+
+
+def test_an_lm_command_from_plain_values_holds_the_protocol_settings_it_changes():
+    """``LMCommand.from_settings`` (what ``starlab lm`` calls with its flags): only changed settings are kept,
+    ``micro_batch="auto"`` becomes ``fit_micro_batch``, a BPE tokenizer gets the default vocabulary, a preset
+    has the protocol's depth, and what the protocol cannot take is refused before any run directory."""
+    from starlab.tasks.tokenizer import DEFAULT_BPE_VOCAB
+
+    plain = lm_run.LMCommand.from_settings("mamba", protocol="lm-tiny")
+    assert plain == lm_run.LMCommand("51111-91111-51111-91111", "lm-tiny", {}, checkpoint_every=100)
+    command = lm_run.LMCommand.from_settings(
+        "transformer++", depth=2, protocol="lm-tiny", steps=3, micro_batch="auto", compile=True, tokenizer="bpe",
+        backbone="gpt2", seed=4, checkpoint_minutes=2.0,
+    )  # fmt: skip
+    assert command.genome == "11111-91111" and (command.seed, command.checkpoint_every) == (4, None)
+    assert command.settings == {"steps": 3, "fit_micro_batch": True, "compile": True, "backbone": "gpt2",
+                                "tokenizer": "bpe", "vocab_size": DEFAULT_BPE_VOCAB}  # fmt: skip
+    with pytest.raises(ValueError, match="divisor"):
+        lm_run.LMCommand.from_settings("mamba", protocol="lm-tiny", micro_batch=3)
+    with pytest.raises(ValueError, match="depth applies to presets only"):
+        lm_run.LMCommand.from_settings("11111", depth=2, protocol="lm-tiny")
+
+
+def test_conflicts_name_exactly_the_settings_that_differ_from_the_stored_command():
+    stored = lm_run.LMCommand.from_settings("mamba", protocol="lm-tiny", steps=3, micro_batch="auto", seed=2)
+    assert stored.conflicts(**lm_run.DEFAULTS) == {}  # defaults are what a resume without flags passes
+    same = {**lm_run.DEFAULTS, "protocol": "lm-tiny", "steps": 3, "micro_batch": "auto", "seed": 2}
+    assert stored.conflicts(**same) == {}
+    assert stored.conflicts(protocol="lm-tiny", seed=0, steps=7, compile=True, micro_batch=4, width=64) == {
+        "steps": (7, 3), "compile": (True, None), "micro_batch": (4, None), "width": (64, None),
+    }  # fmt: skip  # seed 0 is the default: not given, so not named
+    with pytest.raises(TypeError, match="depth"):
+        stored.conflicts(depth=4)
+
+
+def test_the_lm_commands_flags_default_to_the_librarys_settings():
+    """``starlab lm`` hands its flags to ``LMCommand.from_settings`` and ``conflicts`` by name: the flag's
+    default is the setting's (a flag left out on resume is no conflict)."""
+    from starlab.cli import build_parser
+
+    parsed = vars(build_parser().parse_args(["lm", "mamba"]))
+    assert {name: parsed[name] for name in lm_run.DEFAULTS} == lm_run.DEFAULTS

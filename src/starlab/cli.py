@@ -70,55 +70,30 @@ def key_value(text: str) -> tuple[str, object]:
 # ---- liv ---------------------------------------------------------------------------------------------
 
 
-def _liv_row(spec, width: int, seq_len: int) -> dict:
-    """A class's size and inference cache at ``width`` after ``seq_len`` tokens (16-bit values)."""
-    import torch
-
-    from starlab.liv import build_liv
-
-    with torch.device("meta"):  # shapes without storage: exact counts at any width, instantly
-        layer = build_liv(spec, width)
-    return {
-        "id": spec.id or None,
-        "name": spec.name,
-        "operator_genome": spec.operator_genome_text,
-        "family": spec.family,
-        "kind": spec.kind,
-        "params": sum(p.numel() for p in layer.parameters()),
-        "cache_bytes": layer.cache_bytes(seq_len),
-        "description": spec.description,
-    }
-
-
 def liv_list(args: argparse.Namespace) -> None:
     """One row per pool class (with ``--operators``, per valid operator genome) with its size and cache."""
-    from starlab.liv import check_width, classes, get_class, valid_operator_genomes
+    from starlab.liv import liv_sizes
 
-    width = check_width(args.width)
-    specs = [get_class(genes) for genes in valid_operator_genomes()] if args.operators else classes()
-    rows = [_liv_row(spec, width, args.seq_len) for spec in specs]
+    rows = [size.to_dict() for size in liv_sizes(args.width, args.seq_len, args.operators)]
     if args.json:
         print(json.dumps(rows, indent=2))
         return
     what = "Valid operator genomes" if args.operators else "LIV classes"
-    title = f"{what} at width {width}, cache at {args.seq_len} tokens (16-bit values)"
+    title = f"{what} at width {args.width}, cache at {args.seq_len} tokens (16-bit values)"
     rows = [{**row, "id": row["id"] or ""} for row in rows]  # classes outside the pool have no id
     print_table(title, rows, ["id", "name", "operator_genome", "family", "params", "cache_bytes"])
 
 
 def liv_build(args: argparse.Namespace) -> None:
     """Build one LIV from its operator genome (or a pool id or name) and print its size and cache."""
-    from starlab.liv import check_width, get_class
-    from starlab.liv.operator import parse_operator, repair_operator
+    from starlab.liv import liv_size
 
-    width, key = check_width(args.width), parse_operator(args.operator)
-    if args.repair and not isinstance(key, str):
-        key = repair_operator(key)
-    row = _liv_row(get_class(key), width, args.seq_len)
+    row = liv_size(args.operator, args.width, args.seq_len, repair=args.repair).to_dict()
     if args.json:
         print(json.dumps(row, indent=2))
         return
-    print_table(f"{row['name']} at width {width}, cache at {args.seq_len} tokens (16-bit values)", [row], list(row))
+    title = f"{row['name']} at width {args.width}, cache at {args.seq_len} tokens (16-bit values)"
+    print_table(title, [row], list(row))
 
 
 # ---- genome ------------------------------------------------------------------------------------------
@@ -170,19 +145,13 @@ def genome_diagram(args: argparse.Namespace) -> None:
 # ---- assessment ------------------------------------------------------------------------------------------
 
 
-def _genome_arg(args: argparse.Namespace):
-    """The genome argument; presets default to MAD's 4 slots in the assessment commands."""
-    from starlab.genome import PRESETS, resolve
-
-    is_preset = args.genome.strip().lower() in PRESETS
-    return resolve(args.genome, args.depth or (args.default_depth if is_preset else None), repair=args.repair)
-
-
 def _assess(args: argparse.Namespace, protocol, doing: str):
-    """``assess()`` with the command's genome, width, seed and device, behind a spinner."""
+    """``assess()`` with the command's genome (a preset has the protocol's depth), width, seed and device, behind
+    a spinner."""
     from starlab.assess import assess
+    from starlab.genome import resolve
 
-    genome = _genome_arg(args)
+    genome = resolve(args.genome, args.depth, repair=args.repair, default_depth=protocol.preset_depth)
     with status(f"{doing} {genome.text()}") as progress:
         return assess(genome, protocol, args.width, args.seed, args.device, progress=progress)
 
@@ -195,12 +164,7 @@ def mad(args: argparse.Namespace) -> None:
     if args.tasks:
         protocol = protocol.only(args.tasks)
     result = _assess(args, protocol, f"assessing on MAD {args.protocol}:")
-    report = {
-        "genome": result.genome, "hash": result.hash, "protocol": args.protocol, "mad_score": 1 - result.quality,
-        "tasks": result.scores, "token_accuracy": result.metrics["token_accuracy"],
-        "settings": result.metrics["settings"], "params": result.params, "cache_bytes": result.cache_bytes,
-        "seconds": result.seconds, "status": result.status, "width": result.width,
-    }  # fmt: skip
+    report = protocol.describe(result)
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -224,16 +188,7 @@ def algo(args: argparse.Namespace) -> None:
         backbone=args.backbone,
     )  # fmt: skip
     mode = "embedding-only" if args.embedding_only else "full"
-    args.default_depth = 2 * protocol.budget.layers  # a preset has the depth its budget was chosen for
-    result = _assess(args, protocol, f"training ({args.task}, {mode})")
-    metrics = result.metrics
-    report = {
-        "genome": result.genome, "task": args.task, "size": args.size, "embedding_only": args.embedding_only,
-        "backbone": args.backbone, "width": result.width, "status": metrics["run_status"], "steps": metrics["steps"],
-        "score": result.scores[args.task], "metrics": metrics["task_metrics"],
-        "trainable_params": metrics["trainable_params"], "params": metrics["total_params"],
-        "seconds": result.seconds,
-    }  # fmt: skip
+    report = protocol.describe(_assess(args, protocol, f"training ({args.task}, {mode})"))
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -252,13 +207,18 @@ def lm(args: argparse.Namespace) -> None:
     from starlab.assess import lm_run
 
     directory = Path(args.resume or args.out) if (args.resume or args.out) else None
+    settings = {name: getattr(args, name) for name in lm_run.DEFAULTS}
     if args.resume:
         if args.genome is not None:
             raise ValueError(f"--resume continues the genome stored in {args.resume}: give no genome")
         command = lm_run.read(directory)
-        _say_ignored(_lm_flags_on_resume(args, command))
+        _say_ignored(command.conflicts(**settings))
     else:
-        command = _lm_command(args)
+        if args.genome is None:
+            raise ValueError("give a genome to train, or --resume DIR to continue a run")
+        if (args.checkpoint_every or args.checkpoint_minutes) and not args.out:
+            raise ValueError("--checkpoint-every and --checkpoint-minutes need --out DIR, where the checkpoints go")
+        command = lm_run.LMCommand.from_settings(args.genome, depth=args.depth, repair=args.repair, **settings)
         if directory is not None:
             lm_run.start(directory, command)
     with status(f"training as a language model ({command.protocol}): {command.genome}") as progress:
@@ -269,45 +229,6 @@ def lm(args: argparse.Namespace) -> None:
     speed = f"; {report['tokens_per_s']:,.0f} tokens/s, MFU {report['mfu']:.1%}" if "mfu" in report else ""
     print(f"{report['genome']}: validation perplexity {report['perplexity']:.3f} ({report['status']}); "
           f"params {report['params']:,}; {report['seconds']:.1f} s{speed}")  # fmt: skip
-
-
-def _lm_flags_on_resume(args: argparse.Namespace, command) -> dict:
-    """The flags given with ``lm --resume`` that differ from the stored run's (which it continues as it was)."""
-    defaults = build_parser().parse_args(["lm", "--resume", args.resume])
-    stored = {"protocol": command.protocol, "data": command.data, "width": command.width, "seed": command.seed,
-              "device": command.device, "checkpoint_every": command.checkpoint_every,
-              "checkpoint_minutes": command.checkpoint_minutes, **command.settings}  # fmt: skip
-    names = ("protocol", "data", "width", "seed", "device", "checkpoint_every", "checkpoint_minutes", "steps",
-             "seq_len", "micro_batch", "compile", "embedding_only", "backbone", "tokenizer", "vocab_size")  # fmt: skip
-    given = {name: getattr(args, name) for name in names if getattr(args, name) != getattr(defaults, name)}
-    if given.get("micro_batch") == "auto" and command.settings.get("fit_micro_batch"):
-        del given["micro_batch"]  # stored as fit_micro_batch
-    return {name: (value, stored.get(name)) for name, value in given.items() if value != stored.get(name)}
-
-
-def _lm_command(args: argparse.Namespace):
-    from starlab.assess import get_protocol
-    from starlab.assess.lm_run import LMCommand
-    from starlab.tasks.tokenizer import DEFAULT_BPE_VOCAB
-
-    if args.genome is None:
-        raise ValueError("give a genome to train, or --resume DIR to continue a run")
-    if (args.checkpoint_every or args.checkpoint_minutes) and not args.out:
-        raise ValueError("--checkpoint-every and --checkpoint-minutes need --out DIR, where the checkpoints go")
-    fit = args.micro_batch == "auto"
-    given = (("steps", args.steps), ("seq_len", args.seq_len), ("micro_batch", None if fit else args.micro_batch),
-             ("fit_micro_batch", fit or None), ("compile", args.compile or None),
-             ("embedding_only", args.embedding_only or None),
-             ("backbone", None if args.backbone == "star" else args.backbone))  # fmt: skip
-    changes = {k: v for k, v in given if v is not None}
-    if args.tokenizer:
-        changes.update(tokenizer=args.tokenizer, vocab_size=DEFAULT_BPE_VOCAB if args.tokenizer == "bpe" else None)
-    if args.vocab_size is not None:  # the protocol refuses one its tokenizer cannot have
-        changes["vocab_size"] = args.vocab_size
-    get_protocol(args.protocol).with_data(args.data).with_settings(**changes)  # refused now, before any directory
-    every = args.checkpoint_every or (None if args.checkpoint_minutes else 100)
-    return LMCommand(_genome_arg(args).text(), args.protocol, changes, args.data, args.width, args.seed,
-                     args.device, every, args.checkpoint_minutes)  # fmt: skip
 
 
 def protocols(args: argparse.Namespace) -> None:
@@ -586,18 +507,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_genome_arguments(
-    parser: argparse.ArgumentParser, genome_help: str, depth: int, optional=False, depth_help: str | None = None
-) -> None:
+def add_genome_arguments(parser: argparse.ArgumentParser, genome_help: str, optional=False, depth_help="4") -> None:
+    """The genome and how it is assessed; a preset's depth defaults to the protocol's ``preset_depth``."""
     parser.add_argument("genome", help=genome_help, **({"nargs": "?"} if optional else {}))
-    depth_help = f"depth of a preset (default {depth_help or depth})"
+    depth_help = f"depth of a preset (default {depth_help})"
     parser.add_argument("--depth", type=positive_int, default=None, help=depth_help)
     parser.add_argument("--repair", action="store_true", help=REPAIR_HELP)
     parser.add_argument("--width", type=positive_int, help="model width (default: the protocol's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation and data order (default 0)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--json", action="store_true", help=JSON_HELP)
-    parser.set_defaults(default_depth=depth)
 
 
 def add_backbone_argument(parser) -> None:
@@ -617,7 +536,7 @@ def add_assessment_commands(groups, genome_help: str) -> None:
     from starlab.tasks.tokenizer import DEFAULT_BPE_VOCAB
 
     mad_parser = groups.add_parser("mad", help="assess a genome on the MAD synthetic suite")
-    add_genome_arguments(mad_parser, genome_help, 4)
+    add_genome_arguments(mad_parser, genome_help)
     mad_parser.add_argument(
         "--protocol",
         default="quick",
@@ -628,7 +547,7 @@ def add_assessment_commands(groups, genome_help: str) -> None:
     mad_parser.set_defaults(handler=mad)
 
     algo_parser = groups.add_parser("algo", help="train a genome on an algorithmic task (random transformers)")
-    add_genome_arguments(algo_parser, genome_help, 4, depth_help="two slots per block of the task's budget")
+    add_genome_arguments(algo_parser, genome_help, depth_help="two slots per block of the task's budget")
     algo_parser.add_argument("--task", required=True, choices=list(ALGORITHMIC_TASKS), help="the algorithmic task")
     algo_parser.add_argument(
         "--size", default="cpu", choices=["cpu", "paper"], help="task size: cpu (minutes) or the paper's (default cpu)"
@@ -640,7 +559,7 @@ def add_assessment_commands(groups, genome_help: str) -> None:
     algo_parser.set_defaults(handler=algo)
 
     lm_parser = groups.add_parser("lm", help="train a genome as a language model; report perplexity")
-    add_genome_arguments(lm_parser, genome_help, 4, optional=True)
+    add_genome_arguments(lm_parser, genome_help, optional=True)
     lm_parser.add_argument("--data", help="text file, directory, .jsonl or .parquet (default: bundled corpus)")
     lm_parser.add_argument(
         "--protocol",

@@ -25,6 +25,7 @@ from starlab.assess.protocol import (
     register_protocol,
     step_reporter,
 )
+from starlab.assess.record import Evaluation
 from starlab.genome import Genome
 from starlab.model import FLAVOURS, get_flavour
 from starlab.status import Status
@@ -89,6 +90,23 @@ class AlgorithmicProtocol(Protocol):
     @property
     def width(self) -> int:
         return self.budget.width
+
+    @property
+    def preset_depth(self) -> int:
+        """Two slots (mixer and MLP) per block of the budget: a preset has the depth its budget was chosen for."""
+        return 2 * self.budget.layers
+
+    def describe(self, evaluation: Evaluation) -> dict[str, Any]:
+        """The task's score and metrics, how the run trained (size, mode, backbone, steps), and how many of the
+        parameters trained."""
+        metrics = evaluation.metrics
+        return {
+            "genome": evaluation.genome, "task": self.task, "size": self.size, "embedding_only": self.embedding_only,
+            "backbone": self.backbone, "width": evaluation.width, "status": metrics["run_status"],
+            "steps": metrics["steps"], "score": evaluation.scores[self.task], "metrics": metrics["task_metrics"],
+            "trainable_params": metrics["trainable_params"], "params": metrics["total_params"],
+            "seconds": evaluation.seconds,
+        }  # fmt: skip
 
     def train_config(self, seed: int, device: str | torch.device = "cpu") -> TrainConfig:
         budget, steps = self.budget, self.steps or self.budget.steps

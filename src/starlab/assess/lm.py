@@ -19,6 +19,7 @@ from starlab.assess.protocol import (
     register_protocol,
     step_reporter,
 )
+from starlab.assess.record import Evaluation
 from starlab.errors import Setting, SettingError
 from starlab.genome import Genome
 from starlab.model import FLAVOURS, Backbone, get_flavour, training_flops_per_token
@@ -151,6 +152,14 @@ class LMProtocol(Protocol):
         if result.micro_batch != self.micro_batch:
             metrics["micro_batch"] = result.micro_batch  # what fit_micro_batch found
         return Outcome(perplexity, {task.name: result.score}, Status.OK, metrics)
+
+    def describe(self, evaluation: Evaluation) -> dict[str, Any]:
+        """The validation perplexity (the quality), the sizes, and what training measured (steps, speed...)."""
+        return {
+            "genome": evaluation.genome, "protocol": evaluation.protocol, "perplexity": evaluation.quality,
+            "status": evaluation.status, "params": evaluation.params, "cache_bytes": evaluation.cache_bytes,
+            "seconds": evaluation.seconds, "width": evaluation.width, **evaluation.metrics,
+        }  # fmt: skip
 
     def checkpointing(self, directory: Path) -> Checkpointing | None:
         seconds = None if self.checkpoint_minutes is None else self.checkpoint_minutes * 60

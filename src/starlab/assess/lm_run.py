@@ -9,6 +9,7 @@ bit-identical to a run never interrupted.
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -18,15 +19,23 @@ from typing import Any
 from starlab.assess.assessment import assess
 from starlab.assess.protocol import Progress, get_protocol
 from starlab.files import write_text_atomically
-from starlab.genome import Genome
+from starlab.genome import Genome, resolve
+from starlab.tasks.tokenizer import DEFAULT_BPE_VOCAB
 from starlab.train import Checkpointing, clear_checkpoints
 from starlab.train.checkpoint import find_checkpoint
 
 COMMAND, RESULT, CHECKPOINTS = "command.json", "result.json", "checkpoints"
 
 
+#: Checkpoint every this many steps, unless told a number of steps or of minutes.
+CHECKPOINT_EVERY = 100
+
+
 @dataclass(frozen=True)
 class LMCommand:
+    """What an lm run was asked: the genome's text, the protocol and the settings changed from it (as
+    ``Protocol.with_settings`` takes them), the corpus, width, seed, device and how often to checkpoint."""
+
     genome: str
     protocol: str
     settings: dict[str, Any] = field(default_factory=dict)
@@ -36,6 +45,58 @@ class LMCommand:
     device: str = "cpu"
     checkpoint_every: int | None = None
     checkpoint_minutes: float | None = None
+
+    @classmethod
+    def from_settings(
+        cls, genome: str, *, depth: int | None = None, repair: bool = False, protocol: str = "lm-quick",
+        data: str | None = None, width: int | None = None, seed: int = 0, device: str = "cpu",
+        checkpoint_every: int | None = None, checkpoint_minutes: float | None = None, steps: int | None = None,
+        seq_len: int | None = None, micro_batch: int | str | None = None, compile: bool = False,
+        embedding_only: bool = False, backbone: str = "star", tokenizer: str | None = None,
+        vocab_size: int | None = None,
+    ) -> LMCommand:  # fmt: skip
+        """A command from plain values (``starlab lm``'s flags), refused in one line now, before any run
+        directory is made, if the protocol cannot take them. ``genome``: text, JSON or a preset (of ``depth``
+        slots, by default the protocol's ``preset_depth``); ``micro_batch="auto"``: the largest the device holds;
+        ``tokenizer="bpe"`` without a ``vocab_size`` has the default BPE vocabulary."""
+        fit = micro_batch == "auto"
+        given = (("steps", steps), ("seq_len", seq_len), ("micro_batch", None if fit else micro_batch),
+                 ("fit_micro_batch", fit or None), ("compile", compile or None),
+                 ("embedding_only", embedding_only or None),
+                 ("backbone", None if backbone == "star" else backbone))  # fmt: skip
+        changes = {k: v for k, v in given if v is not None}
+        if tokenizer:
+            changes.update(tokenizer=tokenizer, vocab_size=DEFAULT_BPE_VOCAB if tokenizer == "bpe" else None)
+        if vocab_size is not None:  # the protocol refuses one its tokenizer cannot have
+            changes["vocab_size"] = vocab_size
+        base = get_protocol(protocol)
+        base.with_data(data).with_settings(**changes)  # refused now, before any directory
+        every = checkpoint_every or (None if checkpoint_minutes else CHECKPOINT_EVERY)
+        text = resolve(genome, depth, repair=repair, default_depth=base.preset_depth).text()
+        return cls(text, protocol, changes, data, width, seed, device, every, checkpoint_minutes)
+
+    def conflicts(self, **given: Any) -> dict[str, tuple[Any, Any]]:
+        """The values in ``given`` (keywords of :meth:`from_settings`; those equal to its defaults count as not
+        given) that differ from this command's, each as ``(given, this command's)``: a resumed run continues
+        as it was stored and ignores them, and its caller says so."""
+        unknown = sorted(set(given) - set(DEFAULTS))
+        if unknown:
+            raise TypeError(f"LMCommand.conflicts() got unexpected settings {', '.join(unknown)}")
+        stored = {"protocol": self.protocol, "data": self.data, "width": self.width, "seed": self.seed,
+                  "device": self.device, "checkpoint_every": self.checkpoint_every,
+                  "checkpoint_minutes": self.checkpoint_minutes, **self.settings}  # fmt: skip
+        given = {name: value for name, value in given.items() if value != DEFAULTS[name]}
+        if given.get("micro_batch") == "auto" and self.settings.get("fit_micro_batch"):
+            del given["micro_batch"]  # stored as fit_micro_batch
+        return {name: (value, stored.get(name)) for name, value in given.items() if value != stored.get(name)}
+
+
+#: The settings of :meth:`LMCommand.from_settings` besides the genome's, and each one's value when not given.
+DEFAULTS: dict[str, Any] = {
+    name: parameter.default
+    for name, parameter in inspect.signature(LMCommand.from_settings).parameters.items()
+    if name not in ("genome", "depth", "repair")
+}
 
 
 def start(directory: Path, command: LMCommand) -> None:
@@ -80,11 +141,7 @@ def run(directory: Path | None, command: LMCommand, progress: Progress | None = 
         find_checkpoint(checkpointing.directory, protocol.steps)  # a tampered or torn one: refused before training
     result = assess(Genome.parse(command.genome), protocol, command.width, command.seed, command.device,
                     progress=progress, checkpointing=checkpointing)  # fmt: skip
-    report = {
-        "genome": result.genome, "protocol": command.protocol, "perplexity": result.quality, "status": result.status,
-        "params": result.params, "cache_bytes": result.cache_bytes, "seconds": result.seconds,
-        "width": result.width, **result.metrics,
-    }  # fmt: skip
+    report = protocol.describe(result)
     if directory is not None:
         write_text_atomically(directory / RESULT, json.dumps(report, indent=2))
         clear_checkpoints(directory / CHECKPOINTS)

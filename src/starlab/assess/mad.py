@@ -17,6 +17,7 @@ from typing import Any, ClassVar, NoReturn
 import torch
 
 from starlab.assess.protocol import POSITIVE, SEED, Outcome, Progress, Protocol, Range, register_protocol
+from starlab.assess.record import Evaluation
 from starlab.errors import SettingError
 from starlab.genome import Genome
 from starlab.liv import LIVConfig
@@ -169,6 +170,17 @@ class MADProtocol(Protocol):
         metrics = {"mad_score": mad_score, "token_accuracy": accuracy, "settings": details}
         status = Status.DIVERGED if all_diverged else Status.OK
         return Outcome(quality=1.0 - mad_score, scores=scores, status=status, metrics=metrics)
+
+    def describe(self, evaluation: Evaluation) -> dict[str, Any]:
+        """The MAD score (1 - quality), per-task scores and token accuracy, and each setting's best run."""
+        metrics = evaluation.metrics
+        return {
+            "genome": evaluation.genome, "hash": evaluation.hash, "protocol": evaluation.protocol,
+            "mad_score": 1 - evaluation.quality, "tasks": evaluation.scores,
+            "token_accuracy": metrics["token_accuracy"], "settings": metrics["settings"], "params": evaluation.params,
+            "cache_bytes": evaluation.cache_bytes,
+            "seconds": evaluation.seconds, "status": evaluation.status, "width": evaluation.width,
+        }  # fmt: skip
 
     def training(self) -> dict[str, Any]:
         tasks = sorted({s.task for s in self.settings}, key=list(MAD_TASKS).index)

@@ -26,6 +26,9 @@ from starlab.liv import LIVConfig, check_width
 from starlab.status import Status
 from starlab.train import Checkpointing
 
+if typing.TYPE_CHECKING:
+    from starlab.assess.record import Evaluation
+
 #: Told, as one line of text, what an assessment is training now (the CLI shows it beside a spinner).
 Progress = Callable[[str], None]
 
@@ -158,6 +161,17 @@ class Protocol(ABC):
         """The largest vocabulary a model of this protocol has: an upper bound for memory checks before a
         search starts (the synthetic and algorithmic tasks here stay below it)."""
         return 512
+
+    @property
+    def preset_depth(self) -> int:
+        """The slots a genome preset (``transformer++``...) is built with when assessed under this protocol and
+        given no depth: MAD's 4, the depth ``cost_s`` is measured at."""
+        return 4
+
+    def describe(self, evaluation: Evaluation) -> dict[str, Any]:
+        """One assessment's result as this protocol words it, as plain data (JSON-ready; ``starlab mad``,
+        ``algo`` and ``lm`` print it): the evaluation record unless a protocol names its numbers itself."""
+        return evaluation.to_dict()
 
     @abstractmethod
     def run(

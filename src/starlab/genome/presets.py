@@ -63,11 +63,15 @@ def preset(name: str, depth: int = DEFAULT_DEPTH) -> Genome:
     return _pairs(PRESETS[key](depth // 2))
 
 
-def resolve(text: str, depth: int | None = None, repair: bool = False) -> Genome:
-    """A genome from a preset name, a JSON file path, a JSON document or the text form."""
+def resolve(text: str, depth: int | None = None, repair: bool = False, default_depth: int = DEFAULT_DEPTH) -> Genome:
+    """A genome from a preset name, a JSON file path, a JSON document or the text form.
+
+    ``depth`` is a preset's depth (refused for a genome, whose text fixes it); without it a preset has
+    ``default_depth`` slots: a caller that assesses sizes a preset for its protocol (``Protocol.preset_depth``).
+    """
     stripped = text.strip()
     if stripped.lower() in PRESETS:
-        return preset(stripped, depth or DEFAULT_DEPTH)
+        return preset(stripped, depth or default_depth)
     if stripped.startswith("{") or re.match(r"\[\s*[\[{\]]", stripped):  # JSON; "[1,2,1,1,3],..." is text
         return Genome.from_json(stripped, repair=repair)
     if stripped.endswith(".json"):

@@ -6,6 +6,7 @@ from starlab.liv.build import KINDS, build_featurizer, build_liv, check_width
 from starlab.liv.config import LIVConfig
 from starlab.liv.operator import ClassKey, class_key, format_key, get_class, valid_operator_genomes
 from starlab.liv.pool import LIVClass, class_ids, classes, register
+from starlab.liv.size import LIVSize, liv_size, liv_sizes
 
 __all__ = [
     "KINDS",
@@ -13,6 +14,7 @@ __all__ = [
     "ClassKey",
     "LIVClass",
     "LIVConfig",
+    "LIVSize",
     "State",
     "build_featurizer",
     "build_liv",
@@ -22,6 +24,8 @@ __all__ = [
     "classes",
     "format_key",
     "get_class",
+    "liv_size",
+    "liv_sizes",
     "meta_device",
     "register",
     "state_nbytes",
