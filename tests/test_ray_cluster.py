@@ -58,7 +58,8 @@ def test_a_search_on_two_ray_nodes_survives_losing_one_mid_evaluation(tmp_path, 
     assert len(evaluations) == len({e.hash for e in evaluations}) == 4  # none lost, none stored twice
     assert all(e.status == "ok" for e in evaluations), [e.error for e in evaluations]
     (resumed,) = [e for e in evaluations if e.metrics.get("resumed_from_step")]  # the second node's, retried
-    assert resumed.metrics["resumed_from_step"] in range(10, 100, 10)
+    # from a checkpoint of the lost node: any of its ten (the last one too, when the node died after writing it)
+    assert resumed.metrics["resumed_from_step"] in range(10, 101, 10)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the Ray workers ran
     try:
