@@ -304,15 +304,7 @@ def evolve(args: argparse.Namespace) -> None:
     from starlab.report.live import REPORT_EVERY_S, LiveReport
     from starlab.report.tensorboard import TensorBoardScalars
 
-    overrides = {
-        "protocol": args.protocol, "algorithm": args.algorithm, "population": args.population,
-        "generations": args.generations, "depth": args.depth, "width": args.width, "seed": args.seed,
-        "budget": args.budget, "ladder": args.ladder, "eta": args.eta, "data": args.data,
-        "surrogate": args.surrogate or None, "breed_factor": args.breed_factor, "exploration": args.exploration,
-        "asynchronous": args.asynchronous or None, "backbone_genes": args.backbone_genes or None,
-        "operator_genes": args.operator_genes or None, "objectives": args.objectives, "seeds": args.seeds,
-        "protocol_settings": dict(args.protocol_setting) if args.protocol_setting else None,
-    }  # fmt: skip
+    overrides = _search_settings_given(args)
     resume, config = args.resume is not None, None
     if not resume:
         read = SearchConfig.from_file if args.config else SearchConfig.from_preset
@@ -346,6 +338,16 @@ def evolve(args: argparse.Namespace) -> None:
     print(f"{summary.evaluations} evaluations ({summary.new_evaluations} run now{failed}) in {summary.seconds:.0f} s; "
           f"hypervolume {summary.hypervolume:.4f}; run directory {summary.directory}")  # fmt: skip
     _final_report(live)
+
+
+def _search_settings_given(args: argparse.Namespace) -> dict:
+    """The search settings (``starlab.store.SEARCH_SETTINGS``) given as flags; ``None`` where not given (a flag
+    that only switches a setting on is not given when absent)."""
+    from starlab.store import SEARCH_SETTINGS
+
+    given = {name: getattr(args, name) for name in SEARCH_SETTINGS if hasattr(args, name)}
+    given = {name: (value or None) if isinstance(value, bool) else value for name, value in given.items()}
+    return {**given, "protocol_settings": dict(args.protocol_setting) if args.protocol_setting else None}
 
 
 def _execution(args: argparse.Namespace, directory: str, resume: bool):
