@@ -4,8 +4,12 @@ and the value runs stored before it existed read as.
 ``SearchConfig`` (``starlab.evolve.config``) checks what it is given against this table; a run's store keeps
 the config as JSON, and readers (``load_run``: the report and export) and a resumed search check it against the
 same table. The table lives in the store's room because readers check a stored config without the search
-machinery. A check here touches nothing outside the values: whether a seed genome parses, a corpus is ready or
-the largest model fits this machine is ``SearchConfig.check()``'s business.
+machinery; the command line reads the flags it was given by these names. A check here touches nothing outside
+the values: whether a seed genome parses, a corpus is ready or the largest model fits this machine is
+``SearchConfig.check()``'s business.
+
+None of these may change when a run is resumed: they define what it finds (a flag given with ``--resume`` that
+differs is named in a note and ignored). How a run executes may change (``starlab.evolve.execution``).
 """
 
 from __future__ import annotations
