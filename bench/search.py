@@ -39,7 +39,7 @@ from common import RESULTS, markdown_table, print_table, run_to_end, write_json
 from starlab import runtime
 from starlab.assess import Evaluation, synthetic_quality
 from starlab.evolve import EvalJob, SearchConfig, make_executor
-from starlab.evolve.presets import BASELINE_SEEDS
+from starlab.evolve.search_presets import BASELINE_SEEDS
 from starlab.genome import Genome
 from starlab.store import RunStore, load_run
 

@@ -36,7 +36,7 @@ import torch
 
 import starlab
 from starlab.cli import main
-from starlab.model.checkpoint import save
+from starlab.model.serialization import save
 from test_lm_run import checkpointed_lm_run, set_steps
 from test_robust_model import ARCHITECTURE_CHANGED, CONFIG_CASES, WEIGHT_CASES, small_model, tamper
 from test_train import CHECKPOINT_CASES

@@ -161,7 +161,7 @@ def test_algo_command_takes_the_backbone(capsys):
 
 def test_a_saved_gpt2_loads_as_the_same_model(tmp_path):
     import starlab
-    from starlab.model.checkpoint import save
+    from starlab.model.serialization import save
 
     model = gpt2(16)
     save(model, tmp_path / "model")

@@ -22,8 +22,8 @@ from starlab.model import (
     estimate_model_bytes,
     largest_model_bytes,
 )
-from starlab.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load, save
 from starlab.model.digest import ARCHITECTURE_KEY, architecture_metadata
+from starlab.model.serialization import CONFIG_FILE, WEIGHTS_FILE, load, save
 from starlab.model.validation import LIV_CONFIG_RULES
 
 GENOME, WIDTH, VOCAB = Genome.parse("11111-91111"), 32, 64
@@ -321,7 +321,7 @@ def test_bad_directories_and_unreadable_files(exported, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"config.json: cannot be read \(Permission denied\)"):
         load(directory)
     monkeypatch.undo()
-    monkeypatch.setattr("starlab.model.checkpoint.MAX_CONFIG_BYTES", 100)
+    monkeypatch.setattr("starlab.model.serialization.MAX_CONFIG_BYTES", 100)
     with pytest.raises(ValueError, match="bytes is too large for a model config"):
         load(directory)
     monkeypatch.undo()

@@ -9,7 +9,7 @@ runtime.spin_briefly()
 
 
 def load(directory, device: str = "cpu"):
-    """Load a model written by ``starlab export`` (see :func:`starlab.model.checkpoint.load`)."""
-    from starlab.model.checkpoint import load as load_checkpoint
+    """Load a model written by ``starlab export`` (see :func:`starlab.model.serialization.load`)."""
+    from starlab.model.serialization import load as load_checkpoint
 
     return load_checkpoint(directory, device)

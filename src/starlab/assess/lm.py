@@ -23,7 +23,7 @@ from starlab.assess.record import Evaluation
 from starlab.errors import Setting, SettingError
 from starlab.genome import Genome
 from starlab.model import FLAVOURS, Backbone, get_flavour, training_flops_per_token
-from starlab.model.checkpoint import save
+from starlab.model.serialization import save
 from starlab.status import Status
 from starlab.tasks.lm import LMTask, lm_task, open_corpus
 from starlab.tasks.tokenizer import BPETokenizer, resolve_vocab_size
@@ -186,7 +186,7 @@ class LMProtocol(Protocol):
 
 
 def keep_final(model: Backbone, task: LMTask, directory: Path, **metadata: Any) -> None:
-    """The trained model as an export (``starlab.model.checkpoint``), with the BPE it was trained with."""
+    """The trained model as an export (``starlab.model.serialization``), with the BPE it was trained with."""
     bpe = task.tokenizer.path if isinstance(task.tokenizer, BPETokenizer) else None
     save(model, directory, tokenizer_file=bpe, trained=True, tokenizer=task.tokenizer.name, **metadata)
 

@@ -3,10 +3,10 @@
 from starlab.evolve.algorithms import ALGORITHMS, make_algorithm
 from starlab.evolve.config import SearchConfig
 from starlab.evolve.executors import EXECUTORS, EvalJob, make_executor
-from starlab.evolve.presets import SEARCH_PRESETS
 from starlab.evolve.problem import GenomeProblem
 from starlab.evolve.run import Hooks, SearchInterrupted, run_search
 from starlab.evolve.search import Search, SearchSummary
+from starlab.evolve.search_presets import SEARCH_PRESETS
 
 __all__ = [
     "ALGORITHMS",

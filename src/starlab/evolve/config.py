@@ -23,8 +23,8 @@ from typing import Any
 from starlab.assess import Protocol, check_objectives, get_protocol
 from starlab.errors import Setting, SettingError, show
 from starlab.evolve.algorithms import ALGORITHMS
-from starlab.evolve.presets import search_preset
 from starlab.evolve.problem import GenomeProblem, depth_text
+from starlab.evolve.search_presets import search_preset
 from starlab.genome import MAX_SLOTS, PRESETS, Genome, resolve
 from starlab.liv import check_width
 from starlab.model import check_largest_model_fits

@@ -15,7 +15,7 @@ from starlab.evolve.weights import kept_weights
 from starlab.genome import Genome
 from starlab.liv import LIVConfig
 from starlab.model import Backbone, check_model_fits
-from starlab.model.checkpoint import CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, load, save
+from starlab.model.serialization import CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, load, save
 from starlab.store import load_run
 from starlab.tasks.lm import lm_task
 from starlab.train import TrainConfig, train

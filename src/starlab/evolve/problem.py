@@ -30,7 +30,7 @@ from pymoo.core.problem import Problem
 
 from starlab.assess import Evaluation, Objectives
 from starlab.genome import BACKBONE_GENE_RANGES, FIELDS, BackboneGenes, Genome, Slot, gene_ranges
-from starlab.genome.backbone import BACKBONE_FIELDS
+from starlab.genome.backbone_genes import BACKBONE_FIELDS
 from starlab.liv import class_ids, get_class
 from starlab.liv.operator import NONLINEARITY_CODES, OPERATOR_FIELDS, OPERATOR_GENE_RANGES
 

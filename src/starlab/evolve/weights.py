@@ -1,6 +1,6 @@
 """The trained weights a search keeps, so that ``starlab export`` gives a found architecture trained.
 
-A language-model evaluation writes its trained model (``starlab.model.checkpoint`` format, with its BPE) into
+A language-model evaluation writes its trained model (``starlab.model.serialization`` format, with its BPE) into
 its checkpoint folder's ``final/``; when the evaluation is stored, the search moves it to
 ``RUN/weights/PROTOCOL-HASH-seedS/``. With the default policy ``front``, weights of genomes that are no longer
 on the run's Pareto front (``RunData.front``, what ``export --rank`` counts) are deleted whenever a generation

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from starlab.genome.backbone import BackboneGenes
+from starlab.genome.backbone_genes import BackboneGenes
 from starlab.liv.operator import ClassKey, class_key, format_key, get_class, repair_operator
 from starlab.liv.pool import class_ids
 
@@ -90,7 +90,7 @@ def _check_value(slot: int, field: str, value: Any, low: int, high: int) -> int:
 class Genome:
     """An immutable backbone genome. Construct through :meth:`from_slots`, :meth:`parse` or :meth:`from_json`.
 
-    ``backbone`` holds the block-structure genes (:mod:`starlab.genome.backbone`); the default is STAR's.
+    ``backbone`` holds the block-structure genes (:mod:`starlab.genome.backbone_genes`); the default is STAR's.
     """
 
     slots: tuple[Slot, ...]

@@ -13,7 +13,7 @@ from starlab.model.memory import (
     estimate_model_bytes,
     largest_model_bytes,
 )
-from starlab.model.objectives import SizeReport, measured_cache_bytes, size_report, training_flops_per_token
+from starlab.model.sizes import SizeReport, measured_cache_bytes, size_report, training_flops_per_token
 from starlab.model.slots import build_slots
 
 __all__ = [

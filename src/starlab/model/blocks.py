@@ -1,4 +1,4 @@
-"""The block structure around a backbone's LIV slots, as its backbone genes (:mod:`starlab.genome.backbone`) say.
+"""The block structure around a backbone's LIV slots, as its backbone genes (:mod:`starlab.genome.backbone_genes`) say.
 
 * **residual groups**: the slots that read the same input and add to the stream together; one slot each
   (sequential), or consecutive pairs (parallel, GPT-J; an odd last slot alone);
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from starlab.genome.backbone import NORMS, BackboneGenes
+from starlab.genome.backbone_genes import NORMS, BackboneGenes
 
 #: parameters per channel of each norm kind (LayerNorm has a bias beside its gain)
 NORM_PARAMS = {"rmsnorm": 1, "layernorm": 2, "none": 0}

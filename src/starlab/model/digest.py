@@ -3,7 +3,7 @@
 A weights file can only be checked against its config by shapes, and many architectures share shapes:
 ``b112:11111-91111`` (a parallel residual) and ``11111-91111``, or attention with other ``head_dim``,
 ``heads``, ``rope`` or ``rope_base`` settings, hold the same tensors and compute something else. So
-:func:`save <starlab.model.checkpoint.save>` and the Hugging Face export store a SHA-256 of what defines
+:func:`save <starlab.model.serialization.save>` and the Hugging Face export store a SHA-256 of what defines
 the architecture (genome text, width, vocabulary, tied head, positions, LIV settings) in the safetensors
 header, which travels with the weights, and every loader recomputes it from the config and refuses a
 difference. An older export without the digest still loads, with the shape checks alone.
