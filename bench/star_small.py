@@ -54,6 +54,7 @@ from starlab.evolve import EvalJob, SearchConfig, make_executor
 from starlab.genome import PRESETS, Genome, preset, random_genome
 from starlab.report.summary import class_counts
 from starlab.store import load_run
+from starlab.study import protocol_identity
 
 SCHEMA = 1
 PATH = RESULTS / "star_small.json"
@@ -81,16 +82,18 @@ BOOTSTRAP = 2000
 def settings(args: argparse.Namespace) -> dict[str, Any]:
     """What defines the study: results stored under other settings are not reused."""
     return {
-        "depth": DEPTH, "target": target_summary(), "target_seeds": list(TARGET_SEEDS),
+        "depth": DEPTH, "target": target_identity(), "target_seeds": list(TARGET_SEEDS),
         "proxies": {key: {"protocol": p, "settings": s} for key, (p, s) in PROXIES.items()},
         "baselines": list(BASELINES), "search_seeds": list(SEARCH_SEEDS), "searches": SEARCHES,
         "budget": args.budget, "population": args.population, "picks": args.picks, "table_search": TABLE_SEARCH,
     }  # fmt: skip
 
 
-def target_summary() -> dict[str, Any]:
-    """The target protocol's settings (not its measured cost, which is no part of what it measures)."""
-    return {k: v for k, v in get_protocol(TARGET).summary().items() if k != "cost_s"}
+def target_identity() -> dict[str, Any]:
+    """The target as the study asks for it: its name and the settings it sets (``starlab.study.identity``), so a
+    setting later added to the protocol with a default does not orphan the stored results, and a change to
+    ``lm-small``'s own settings does."""
+    return protocol_identity(get_protocol(TARGET))
 
 
 # ---- the store --------------------------------------------------------------------------------------------
