@@ -37,11 +37,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from common import RESULTS, markdown_table, print_table, run_to_end, write_json
 from starlab import runtime
-from starlab.assess import Evaluation, synthetic_quality
+from starlab.assess import synthetic_quality
 from starlab.evolve import EvalJob, SearchConfig, make_executor
 from starlab.evolve.search_presets import BASELINE_SEEDS
 from starlab.genome import Genome
 from starlab.store import RunStore, load_run
+from starlab.study.analysis import search_curves
 
 VARIANTS = ("random", "nsga2", "surrogate", "ladder")
 CHECKPOINTS = (32, 64, 96)
@@ -115,28 +116,17 @@ def true_quality(protocol: str):
 
 
 def measure(variant: str, seed: int, directory: Path, args: argparse.Namespace) -> dict:
-    """Hypervolume after each bottom-rung evaluation, and the seconds spent by then on every rung."""
+    """Hypervolume after each bottom-rung evaluation, and the seconds spent by then on every rung
+    (``starlab.study.analysis.search_curves``)."""
     run = load_run(directory)
     with RunStore(directory) as store:
         everything = store.evaluations()  # every rung, in the order stored
-    quality = true_quality(args.protocol)
-    base = [e for e in everything if e.protocol == args.protocol]
-    values = run.objectives.values([_with_quality(e, quality(e)) for e in base])
-    hypervolumes = [run.objectives.hypervolume(values[: i + 1]) for i in range(len(base))]
-    seconds, elapsed = 0.0, {}
-    for e in everything:
-        seconds += e.seconds
-        elapsed[(e.hash, e.protocol)] = seconds
-    curve_seconds = [elapsed[(e.hash, e.protocol)] for e in base]
+    curves = search_curves(run.objectives, everything, args.protocol, true_quality(args.protocol))
     promotions = {rung: len(es) for rung, es in run.rungs.items() if rung != args.protocol}
-    return {"variant": variant, "seed": seed, "evaluations": len(base), "promotions": promotions,
-            "hypervolume": hypervolumes[-1], "hv_curve": hypervolumes, "seconds_curve": curve_seconds,
-            "seconds": seconds, "surrogate": run.surrogate_agreement(),
+    return {"variant": variant, "seed": seed, "evaluations": len(curves.hypervolume), "promotions": promotions,
+            "hypervolume": curves.hypervolume[-1], "hv_curve": curves.hypervolume, "seconds_curve": curves.seconds,
+            "seconds": sum(e.seconds for e in everything), "surrogate": run.surrogate_agreement(),
             "correlations": run.rung_correlations()}  # fmt: skip
-
-
-def _with_quality(evaluation: Evaluation, quality: float) -> Evaluation:
-    return Evaluation.from_dict({**evaluation.to_dict(), "quality": quality})
 
 
 def reached(curve: list[float], target: float) -> int | None:

@@ -44,7 +44,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from rich.progress import Progress
-from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import RESULTS, machine, markdown_table, print_table, run_to_end
@@ -54,6 +53,8 @@ from starlab.evolve import EvalJob, SearchConfig, make_executor
 from starlab.genome import PRESETS, Genome, preset, random_genome
 from starlab.report.summary import class_counts
 from starlab.store import load_run
+from starlab.study import protocol_identity
+from starlab.study.analysis import bootstrap_interval, kendall, spearman, welch
 
 SCHEMA = 1
 PATH = RESULTS / "star_small.json"
@@ -81,16 +82,18 @@ BOOTSTRAP = 2000
 def settings(args: argparse.Namespace) -> dict[str, Any]:
     """What defines the study: results stored under other settings are not reused."""
     return {
-        "depth": DEPTH, "target": target_summary(), "target_seeds": list(TARGET_SEEDS),
+        "depth": DEPTH, "target": target_identity(), "target_seeds": list(TARGET_SEEDS),
         "proxies": {key: {"protocol": p, "settings": s} for key, (p, s) in PROXIES.items()},
         "baselines": list(BASELINES), "search_seeds": list(SEARCH_SEEDS), "searches": SEARCHES,
         "budget": args.budget, "population": args.population, "picks": args.picks, "table_search": TABLE_SEARCH,
     }  # fmt: skip
 
 
-def target_summary() -> dict[str, Any]:
-    """The target protocol's settings (not its measured cost, which is no part of what it measures)."""
-    return {k: v for k, v in get_protocol(TARGET).summary().items() if k != "cost_s"}
+def target_identity() -> dict[str, Any]:
+    """The target as the study asks for it: its name and the settings it sets (``starlab.study.identity``), so a
+    setting later added to the protocol with a default does not orphan the stored results, and a change to
+    ``lm-small``'s own settings does."""
+    return protocol_identity(get_protocol(TARGET))
 
 
 # ---- the store --------------------------------------------------------------------------------------------
@@ -374,32 +377,6 @@ def seed_noise(study: Study) -> dict[str, Any]:
     return {"genomes": rows, "pooled_std": pooled, "mean_relative_std": relative}
 
 
-def spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Spearman's rho along the last axis (average ranks for ties); 0 where a side is constant."""
-    return _pearson(stats.rankdata(x, axis=-1), stats.rankdata(y, axis=-1))
-
-
-def _pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    x, y = x - x.mean(-1, keepdims=True), y - y.mean(-1, keepdims=True)
-    scale = np.sqrt((x * x).sum(-1) * (y * y).sum(-1))
-    return np.divide((x * y).sum(-1), scale, out=np.zeros_like(scale), where=scale > 0)
-
-
-def kendall(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Kendall's tau-b along the last axis (what ``scipy.stats.kendalltau`` computes); 0 where a side is constant."""
-    sx = np.sign(x[..., :, None] - x[..., None, :])
-    sy = np.sign(y[..., :, None] - y[..., None, :])
-    scale = np.sqrt((sx * sx).sum((-1, -2)) * (sy * sy).sum((-1, -2)))
-    return np.divide((sx * sy).sum((-1, -2)), scale, out=np.zeros_like(scale), where=scale > 0)
-
-
-def bootstrap(x: np.ndarray, y: np.ndarray, statistic: Callable, rng: np.random.Generator) -> list[float]:
-    """The 90% percentile interval of ``statistic`` over genomes resampled with replacement."""
-    index = rng.integers(0, len(x), (BOOTSTRAP, len(x)))
-    values = statistic(x[index], y[index])
-    return [float(np.percentile(values, 5)), float(np.percentile(values, 95))]
-
-
 def proxy_pairs(study: Study, key: str) -> tuple[list[str], np.ndarray, np.ndarray]:
     names, proxy, target = [], [], []
     for t in study.data.get("table", []):
@@ -425,9 +402,9 @@ def proxy_correlations(study: Study) -> dict[str, dict[str, Any]]:
         result[key] = {
             "genomes": len(names),
             "spearman": float(spearman(proxy, target)),
-            "spearman_90": bootstrap(proxy, target, spearman, rng),
+            "spearman_90": bootstrap_interval(proxy, target, spearman, rng, BOOTSTRAP),
             "kendall": float(kendall(proxy, target)),
-            "kendall_90": bootstrap(proxy, target, kendall, rng),
+            "kendall_90": bootstrap_interval(proxy, target, kendall, rng, BOOTSTRAP),
             "seconds_per_genome": statistics.mean(study.get(Genome.parse(t["genome"]), key)["seconds"] for t in table),
         }
     return result
@@ -468,11 +445,11 @@ def answers(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                 result[name][size] = {"answer": "no", "why": f"no retrained evolved genome at or below its {size}"}
                 continue
             best = min(eligible, key=lambda row: row["mean"])
-            test = stats.ttest_ind(best["perplexities"], base["perplexities"], equal_var=False, alternative="less")
-            better = best["mean"] < base["mean"] and test.pvalue < SIGNIFICANCE
+            test = welch(best["perplexities"], base["perplexities"], alternative="less")
+            better = best["mean"] < base["mean"] and test.p_value < SIGNIFICANCE
             result[name][size] = {
                 "answer": "yes" if better else "no", "genome": best["name"], "perplexity": best["mean"],
-                "baseline_perplexity": base["mean"], "p_value": float(test.pvalue), size: best[size],
+                "baseline_perplexity": base["mean"], "p_value": test.p_value, size: best[size],
                 f"baseline_{size}": base[size],
             }  # fmt: skip
     return result

@@ -14,7 +14,7 @@ SOURCE = Path(starlab.__file__).parent
 RANK = {
     "starlab": 9, "cli": 9,  # the entry points: ``starlab.load`` and the command line
     "console": 8, "report": 8,
-    "evolve": 7,
+    "evolve": 7, "study": 7,  # side by side: neither imports the other
     "store": 6,
     "assess": 5,
     "train": 4, "hf": 4,
@@ -111,3 +111,10 @@ def test_lower_rooms_never_reach_evolution_reporting_or_the_cli(lower):
     graph = import_graph()
     reached = {t for m in graph if room(m) == lower for t in graph[m]}
     assert not {room(t) for t in reached} & {"evolve", "report", "console", "cli"}
+
+
+def test_only_the_cli_imports_the_study_room():
+    """A study reads stored results and analyses them; the commands call it, nothing else depends on it."""
+    graph = import_graph()
+    importers = {room(m) for m, targets in graph.items() for t in targets if room(t) == "study" != room(m)}
+    assert importers <= {"cli"}
