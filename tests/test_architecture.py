@@ -13,7 +13,7 @@ SOURCE = Path(starlab.__file__).parent
 #: Rooms from the top down (docs/architecture.md draws the same table); a room may import only lower ranks.
 RANK = {
     "starlab": 9, "cli": 9,  # the entry points: ``starlab.load`` and the command line
-    "console": 8, "report": 8,
+    "console": 8, "report": 8, "export": 8,
     "evolve": 7, "study": 7,  # side by side: neither imports the other
     "store": 6,
     "assess": 5,

@@ -739,7 +739,7 @@ def no_work(tmp_path_factory):
     import starlab.assess.algorithmic
     import starlab.assess.lm
     import starlab.assess.mad
-    import starlab.evolve.export
+    import starlab.export.from_run
 
     def refuse(*args, **kwargs):
         raise StartedWork("training started")
@@ -748,7 +748,7 @@ def no_work(tmp_path_factory):
         raise StartedWork(f"ray.init({args}, {kwargs}) started")
 
     with pytest.MonkeyPatch.context() as patch:
-        for module in (starlab.assess.algorithmic, starlab.assess.lm, starlab.assess.mad, starlab.evolve.export):
+        for module in (starlab.assess.algorithmic, starlab.assess.lm, starlab.assess.mad, starlab.export.from_run):
             patch.setattr(module, "train", refuse)
         try:
             import ray

@@ -435,7 +435,7 @@ def report(args: argparse.Namespace) -> None:
 def export(args: argparse.Namespace) -> None:
     """Export the rank-R genome of a run's Pareto front: config.json + model.safetensors, or a Hugging Face
     directory (--format hf)."""
-    from starlab.evolve.export import export_from_run
+    from starlab.export import export_from_run
 
     path = export_from_run(
         args.directory, args.rank, args.out, args.vocab, args.train_steps, args.data, args.seed, force=args.force,
