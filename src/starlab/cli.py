@@ -444,6 +444,50 @@ def export(args: argparse.Namespace) -> None:
     print(path)
 
 
+# ---- study -----------------------------------------------------------------------------------------------
+
+
+def study_run(args: argparse.Namespace) -> None:
+    """Run (or continue) a study file into a run directory: one line per evaluation as it is stored."""
+    from starlab.study import StudySpec, run_study
+
+    spec = StudySpec.from_file(args.file)  # every field checked before anything is written
+
+    def show(number: int, total: int, evaluation, ran: bool) -> None:
+        done = f"{evaluation.seconds:.1f} s" if ran else "stored"
+        print(f"[{number}/{total}] {evaluation.protocol} seed {evaluation.seed} {evaluation.genome}: quality "
+              f"{evaluation.quality:.4f} ({evaluation.status}, {done})", flush=True)  # fmt: skip
+
+    summary = run_study(spec, args.out, show, device=args.device)
+    print(f"{summary.evaluations} evaluations ({summary.new_evaluations} run now) in {summary.directory}; "
+          f"starlab study report {summary.directory}")  # fmt: skip
+
+
+def study_report(args: argparse.Namespace) -> None:
+    """A study's tables: quality per genome and protocol key over seeds, and each analysis."""
+    from starlab.study import study_tables
+
+    tables = study_tables(args.directory)
+    if args.json:
+        print(json.dumps(tables, indent=2))
+        return
+    quality = [{**row, "mean": _number(row["mean"]), "std": _number(row["std"])} for row in tables["quality"]]
+    print_table(f"study {tables['study']}: quality (lower is better) over seeds", quality, list(quality[0]))
+    for row in tables["rank_correlation"]:
+        cells = [{"statistic": name, "value": _number(row[name]), "90% interval": _interval(row[f"{name}_90"])}
+                 for name in ("spearman", "kendall")]  # fmt: skip
+        print_table(f"rank correlation of {row['proxy']} with {row['target']} over {row['genomes']} genomes", cells,
+                    list(cells[0]))  # fmt: skip
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _interval(values: list[float] | None) -> str:
+    return "n/a" if values is None else f"[{values[0]:.3f}, {values[1]:.3f}]"
+
+
 # ---- parser ------------------------------------------------------------------------------------------
 
 
@@ -506,6 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_assessment_commands(groups, genome_help)
     add_data_commands(groups)
     add_evolution_commands(groups)
+    add_study_commands(groups)
     return parser
 
 
@@ -717,6 +762,20 @@ def add_evolution_commands(groups) -> None:
     exp.add_argument("--untrained", action="store_true",
                      help="export the initial weights, labelled untrained (instead of --train-steps)")  # fmt: skip
     exp.set_defaults(handler=export)
+
+
+def add_study_commands(groups) -> None:
+    study = groups.add_parser("study", help="experiments as files: run a study, report its tables")
+    commands = study.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run (or continue) a study file (TOML) into a run directory")
+    run.add_argument("file", help="the study file (TOML; see docs/study.md)")
+    run.add_argument("--out", required=True, metavar="DIR", help="its run directory (the same DIR continues it)")
+    run.add_argument("--device", default="cpu", help="cpu or cuda (where each evaluation trains; default cpu)")
+    run.set_defaults(handler=study_run)
+    rep = commands.add_parser("report", help="print a study's tables")
+    rep.add_argument("directory", help="a study's run directory (study run --out)")
+    rep.add_argument("--json", action="store_true", help=JSON_HELP)
+    rep.set_defaults(handler=study_report)
 
 
 #: How the help of a flag stored with the run ends (``starlab.evolve.execution``).
