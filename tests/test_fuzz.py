@@ -598,6 +598,73 @@ case("lm-out-in-proc", "lm", "transformer++", "--protocol", "lm-tiny", "--out", 
 case("lm-resume-a-file", "lm", "--resume", "{file}")
 
 
+# ---- studies (issue 31 item 4): a study file checked before any work, a run directory that is not its own ----
+def _study_file(content):
+    def setup(env):
+        path = env.tmp / "study.toml"
+        if content is None:
+            path.mkdir()
+        else:
+            path.write_bytes(content if isinstance(content, bytes) else content.encode())
+
+    return setup
+
+
+STUDY_GOOD = 'name = "s"\ngenomes = ["transformer++", "mamba"]\nseeds = [0]\n[protocols.p]\nprotocol = "synthetic"\n'
+STUDY_FILES = {
+    "directory": (None, "is a directory"), "binary": (bytes(range(256)), "cannot be read"),
+    "not-toml": ("name = ", "not valid TOML"), "deep": ("a = " + "[" * 100_000, "not valid TOML"),
+    "huge-int-seed": (STUDY_GOOD.replace("[0]", "[" + "9" * 5000 + "]"), "study file"),
+    "big-seed": (STUDY_GOOD.replace("[0]", "[" + "9" * 30 + "]"), "seeds[0]"),
+    "unknown-field": (STUDY_GOOD + "\n[protocol]\n", "unknown field"),
+    "no-name": (STUDY_GOOD.split("\n", 1)[1], "name"),
+    "name-slash": (STUDY_GOOD.replace('"s"', '"../x"'), "name"),
+    "genomes-empty": (STUDY_GOOD.replace('["transformer++", "mamba"]', "[]"), "genomes"),
+    "genome-bad": (STUDY_GOOD.replace('"mamba"', '"11111-"'), "genomes[1]"),
+    "genome-int": (STUDY_GOOD.replace('"mamba"', "5"), "genomes[1]"),
+    "genome-twice": (STUDY_GOOD.replace('"mamba"', '"transformer++"'), "genomes[1]"),
+    "depth-huge": ("depth = 1000000\n" + STUDY_GOOD, "depth"), "width-odd": ("width = 7\n" + STUDY_GOOD, "width"),
+    "width-huge": ("width = 1000000000000\n" + STUDY_GOOD, "width"),
+    "seeds-empty": (STUDY_GOOD.replace("[0]", "[]"), "seeds"),
+    "seeds-str": (STUDY_GOOD.replace("[0]", '["0"]'), "seeds"),
+    "seeds-twice": (STUDY_GOOD.replace("[0]", "[1, 1]"), "seeds"),
+    "protocols-none": (STUDY_GOOD.split("[protocols")[0], "protocols"),
+    "protocol-unknown": (STUDY_GOOD.replace('"synthetic"', '"nope"'), "protocols.p.protocol"),
+    "protocol-setting-unknown": (STUDY_GOOD + "settings = { nope = 1 }\n", "protocols.p.settings"),
+    "protocol-setting-value": (STUDY_GOOD + "settings = { delay_s = 1e9 }\n", "delay_s"),
+    "protocol-lm-huge-width": (STUDY_GOOD.replace('"synthetic"', '"lm-tiny"') + "settings = { width = 1000000000 }\n",
+                               "width"),
+    "analysis-kind": (STUDY_GOOD + '[[analyses]]\nkind = "nope"\n', "analyses[0].kind"),
+    "analysis-key": (STUDY_GOOD + '[[analyses]]\nkind = "rank_correlation"\nproxy = "p"\ntarget = "q"\n',
+                     "analyses[0].target"),
+    "analysis-same": (STUDY_GOOD + '[[analyses]]\nkind = "rank_correlation"\nproxy = "p"\ntarget = "p"\n',
+                      "analyses[0]"),
+}  # fmt: skip
+for name, (content, mentions) in STUDY_FILES.items():
+    case(f"study-file-{name}", "study", "run", "{tmp}/study.toml", "--out", "{new}", setup=_study_file(content),
+         mentions=mentions)  # fmt: skip
+case("study-file-missing", "study", "run", "{tmp}/nowhere.toml", "--out", "{new}", mentions="cannot be read")
+GOOD_STUDY = _study_file(STUDY_GOOD)
+case("study-out-existing-run", "study", "run", "{tmp}/study.toml", "--out", "{run}", setup=GOOD_STUDY,
+     mentions="holds a search run")  # fmt: skip
+case("study-out-existing-file", "study", "run", "{tmp}/study.toml", "--out", "{file}", setup=GOOD_STUDY,
+     mentions="is a file")  # fmt: skip
+case("study-out-under-file", "study", "run", "{tmp}/study.toml", "--out", "{file}/sub", setup=GOOD_STUDY,
+     mentions="file.txt")  # fmt: skip
+case("study-out-empty", "study", "run", "{tmp}/study.toml", "--out", "", setup=GOOD_STUDY, mentions="no run directory")
+case("study-out-locked", "study", "run", "{tmp}/study.toml", "--out", "{run}", setup=lambda env: (
+     GOOD_STUDY(env), env.hold_lock()), mentions="another starlab process")  # fmt: skip
+case("study-bad-device", "study", "run", "{tmp}/study.toml", "--out", "{new}", "--device", "nope", setup=GOOD_STUDY,
+     mentions="device")  # fmt: skip
+for name, (directory, mentions) in {
+    "missing": ("{tmp}/nowhere", "no starlab run"), "empty": ("{empty}", "no starlab run"),
+    "file": ("{file}", "is a file"), "search-run": ("{run}", "holds no study"),
+    "fresh-store": ("{fresh}", "holds no study"),
+    "empty-string": ("", "no run directory"),
+}.items():  # fmt: skip
+    case(f"study-report-{name}", "study", "report", directory, mentions=mentions)
+
+
 # ---- lm runs with a tampered or torn checkpoint (``{lmrun}``: stopped at step 4 of 8) ------------------------
 def in_lm_run(change):
     return lambda env: change(env.tmp / "lmrun" / "checkpoints")
@@ -894,7 +961,8 @@ def run_case(case: Case, env: Env, capfd) -> tuple[str, str]:
         return "traceback", shown
     after, rows_after, logs_after = snapshot(env.tmp), evaluation_rows(env.tmp), logs(env.tmp)
     changed = [name for name, data in before.items() if after.get(name, b"<gone>") != data]
-    if argv and argv[0] in READERS and not case.load:  # a reader makes, changes and removes no -wal or -shm
+    reader = argv and (argv[0] in READERS or argv[:2] == ["study", "report"])
+    if reader and not case.load:  # a reader makes, changes and removes no -wal or -shm
         changed += [name for name in sorted(set(logs_before) | set(logs_after))
                     if logs_before.get(name) != logs_after.get(name)]  # fmt: skip
     if code == 0 and case.expect == "either":
@@ -935,7 +1003,7 @@ def test_hostile_input_is_refused_in_one_line(case, fixtures, tmp_path, capfd, m
 def test_the_table_is_large_and_covers_every_command():
     assert len(CASES) >= 300
     commands = Counter(c.argv[0] if not c.load else "load" for c in CASES if c.argv)
-    for command in ("liv", "genome", "mad", "algo", "lm", "protocols", "evolve", "report", "export", "load"):
+    for command in ("liv", "genome", "mad", "algo", "lm", "protocols", "evolve", "report", "export", "load", "study"):
         assert commands[command] > 0, command
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from starlab.assess import Evaluation, assess
+from starlab.model import check_device, check_model_fits
 from starlab.store import RunLock, RunStore
 from starlab.study.spec import StudySpec
 
@@ -40,6 +41,7 @@ def run_study(
     spec: StudySpec, directory: str | Path, progress: StudyProgress | None = None, device: str = "cpu"
 ) -> StudySummary:
     """Evaluate every job of ``spec`` that ``directory``'s store does not hold yet (all of them in a new one)."""
+    check_fits(spec, device)  # before the directory is made: a study that cannot run leaves nothing behind
     store = RunStore(directory, create=True)
     lock = None
     try:
@@ -61,6 +63,16 @@ def run_study(
         store.close()
         if lock is not None:
             lock.release()
+
+
+def check_fits(spec: StudySpec, device: str) -> None:
+    """Refuse, before anything is made or trained, a device that is not one and a genome too large to train
+    under some protocol variant here (sized without allocating: what ``assess`` checks for each evaluation)."""
+    resolved = check_device(device)
+    for genome in spec.genomes:
+        for protocol in spec.protocols.values():
+            width = spec.width or protocol.width  # type: ignore[attr-defined]
+            check_model_fits(genome, width, protocol.vocab_bound, resolved, protocol.config, training=True)
 
 
 def _claim(store: RunStore, spec: StudySpec) -> None:

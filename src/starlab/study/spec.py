@@ -87,7 +87,7 @@ class StudySpec:
             raise ValueError(f"study file {path} cannot be read: {reason}") from None
         try:
             data = tomllib.loads(text)
-        except (tomllib.TOMLDecodeError, RecursionError) as error:
+        except (ValueError, RecursionError) as error:  # TOMLDecodeError, or an integer of 5,000 digits
             raise ValueError(f"study file {path} is not valid TOML: {one_line(error, 200)}") from None
         try:
             return cls.from_dict(data)
