@@ -11,7 +11,7 @@ removed, whether they refuse or succeed.
 
 ``argparse`` errors exit through ``SystemExit(2)``, whose code counts as the exit code; they must be one line
 too (an argparse error printed after a usage line is counted as ``argparse-two-line``, a failure). A case that
-fails for a reason left to ``src/starlab/cli.py`` is marked ``xfail`` with that reason. Each case asserts its
+fails for a reason left to ``src/starlab/cli/`` is marked ``xfail`` with that reason. Each case asserts its
 own outcome, and its failure message holds the outcome and the detail (argv, exit code, stderr); there is no
 summary across cases, which pytest-xdist would split between its workers.
 """
@@ -76,7 +76,7 @@ class Case:
     mentions: str | None = None  # text the error line must hold (the setting it names)
     load: bool = False  # a ``starlab.load`` case: argv[0] is the directory
     needs_root_free: bool = False  # meaningless as root (chmod does not stop root)
-    xfail: str | None = None  # a known problem left to src/starlab/cli.py (the reason)
+    xfail: str | None = None  # a known problem left to src/starlab/cli/ (the reason)
 
 
 CASES: list[Case] = []
