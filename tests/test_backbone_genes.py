@@ -15,7 +15,7 @@ import torch
 
 from starlab.genome import BackboneGenes, Genome
 from starlab.liv import LIVConfig
-from starlab.model import Backbone, estimate_model_bytes, get_flavour, measured_cache_bytes, size_report
+from starlab.model import Backbone, BackboneSpec, estimate_model_bytes, get_flavour, measured_cache_bytes, size_report
 from test_model import decode_logits
 
 WIDTH, VOCAB = 16, 11
@@ -171,7 +171,7 @@ def test_non_default_backbones_export_to_hugging_face_with_equal_logits(tmp_path
         "layernorm-post-parallel": Backbone(with_genes(GENOMES["pair-sharing"], (2, 2, 2)), WIDTH, 256, CONFIG),
         "no-norm": Backbone(with_genes(GENOMES["mixed-sharing"], (3, 1, 2)), WIDTH, 256, CONFIG),
         "gpt2": get_flavour("gpt2").build(
-            Genome.parse("11111-91111-11111-91111"), WIDTH, 256, CONFIG, max_positions=32
+            BackboneSpec(Genome.parse("11111-91111-11111-91111"), WIDTH, 256, CONFIG, max_positions=32)
         ),
     }
     expected = {}

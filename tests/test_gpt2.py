@@ -12,7 +12,7 @@ from starlab.assess import assess, get_protocol
 from starlab.cli import main
 from starlab.genome import preset
 from starlab.liv import LIVConfig
-from starlab.model import get_flavour
+from starlab.model import BackboneSpec, get_flavour
 from test_model import decode_logits
 
 transformers = pytest.importorskip("transformers")
@@ -22,7 +22,7 @@ VOCAB, POSITIONS = 13, 20
 
 def gpt2(width, blocks=2, vocab=VOCAB, positions=POSITIONS):
     return get_flavour("gpt2").build(
-        preset("transformer++", 2 * blocks), width, vocab, LIVConfig(), max_positions=positions
+        BackboneSpec(preset("transformer++", 2 * blocks), width, vocab, LIVConfig(), max_positions=positions)
     )
 
 

@@ -2,6 +2,7 @@
 fit refused before anything is allocated, and what ``save`` writes always loads back."""
 
 import dataclasses
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -16,13 +17,17 @@ from starlab.liv import LIVConfig, class_ids
 from starlab.model import (
     TRAINING_FACTOR,
     Backbone,
+    BackboneSpec,
     available_bytes,
     check_largest_model_fits,
     check_model_fits,
+    check_spec_fits,
     estimate_model_bytes,
+    estimate_spec_bytes,
+    get_flavour,
     largest_model_bytes,
 )
-from starlab.model.digest import ARCHITECTURE_KEY, architecture_metadata
+from starlab.model.digest import ARCHITECTURE_KEY, architecture_digest, architecture_metadata
 from starlab.model.serialization import CONFIG_FILE, WEIGHTS_FILE, load, save
 from starlab.model.validation import LIV_CONFIG_RULES
 
@@ -426,7 +431,7 @@ def test_save_refuses_what_load_would_refuse_and_writes_nothing(tmp_path):
 
 
 # ---- the backbone's own arguments ---------------------------------------------------------------------------
-@pytest.mark.parametrize(
+BAD_ARGUMENTS = pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"genome": "11111-91111"}, "genome must be a Genome"),
@@ -440,11 +445,71 @@ def test_save_refuses_what_load_would_refuse_and_writes_nothing(tmp_path):
         ({"max_positions": 2.5}, "max_positions must be None or a positive integer"),
     ],
 )
+
+
+@BAD_ARGUMENTS
 def test_backbone_arguments_are_checked(kwargs, message):
     args = {"genome": GENOME, "width": WIDTH, "vocab_size": VOCAB, **kwargs}
     with pytest.raises(ValueError) as info:
         Backbone(**args)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+@BAD_ARGUMENTS
+def test_backbone_spec_checks_what_backbone_checks_in_the_same_words(kwargs, message):
+    args = {"genome": GENOME, "width": WIDTH, "vocab_size": VOCAB, **kwargs}
+    with pytest.raises(ValueError) as info:
+        BackboneSpec(**args)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_backbone_spec_is_one_checked_value_that_builds_the_same_model(tmp_path):
+    spec = BackboneSpec(Genome.parse("12111-91111-12111"), WIDTH, VOCAB, LIVConfig(rope_base=500), False, 9)
+    assert spec.genome == Genome.parse("12111-91111-12111").canonical() != Genome.parse("12111-91111-12111")
+    assert type(spec.config.rope_base) is float  # normalised as Backbone normalises it
+    assert BackboneSpec(GENOME, WIDTH, VOCAB, None).config == LIVConfig() == BackboneSpec(GENOME, WIDTH, VOCAB).config
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.width = 64  # type: ignore[misc]
+    with pytest.raises(ValueError, match="spec must be a BackboneSpec, got dict"):
+        Backbone.from_spec({"genome": GENOME})  # type: ignore[arg-type]
+    torch.manual_seed(0)
+    built = Backbone.from_spec(spec, init="gpt2")
+    torch.manual_seed(0)
+    loose = Backbone(spec.genome, WIDTH, VOCAB, LIVConfig(rope_base=500), False, 9, init="gpt2")
+    assert built.spec == loose.spec == spec and built.head is not None and built.pos_embed.num_embeddings == 9
+    assert all(torch.equal(a, b) for a, b in zip(built.state_dict().values(), loose.state_dict().values(), strict=True))
+    assert estimate_spec_bytes(spec) == estimate_model_bytes(spec.genome, WIDTH, VOCAB, spec.config,
+                                                             tie_embeddings=False, max_positions=9)  # fmt: skip
+    check_spec_fits(spec, available=estimate_spec_bytes(spec))
+    with pytest.raises(ValueError, match=r"would need .*width, vocab_size and max_positions set the size"):
+        check_spec_fits(spec, available=estimate_spec_bytes(spec) - 1)
+    assert load(save(built, tmp_path / "m")).spec == spec  # config.json holds exactly the spec
+
+
+def test_the_spec_writes_config_json_and_the_digest_as_before(tmp_path):
+    """Digests and config bytes recorded before the six settings became a BackboneSpec: exports stay identical."""
+    spec = BackboneSpec(GENOME, WIDTH, VOCAB, SMALL, tie_embeddings=False, max_positions=9)
+    model = Backbone.from_spec(spec)
+    assert architecture_digest(model) == "sha256:b0947bfb2fedf4b8b3fe4d28b590a08083fd8acdb4f0f814886218d390edcb60"
+    config = (save(model, tmp_path / "m", source="spec") / CONFIG_FILE).read_bytes()
+    assert hashlib.sha256(config).hexdigest() == "b0e3d74af598c521e001c6636137c7c72b320e204a6267d5bb83578264c55c93"
+    assert json.loads(config) == {
+        "format": "starlab-model",
+        "version": 1,
+        **spec.to_json(),
+        "metadata": {"source": "spec"},
+    }
+
+
+def test_a_flavour_applies_to_a_spec():
+    spec = BackboneSpec(Genome.parse("11111-91111"), WIDTH, VOCAB, SMALL, max_positions=16)
+    gpt2 = get_flavour("gpt2").apply(spec)
+    assert gpt2.genome.backbone.text() == "b211" and not gpt2.tie_embeddings and gpt2.max_positions == 16
+    assert (gpt2.config.heads, gpt2.config.mlp, gpt2.config.head_dim) == (4, "gelu", 8)
+    assert get_flavour("star").apply(spec) == spec
+    assert get_flavour("gpt2").build(spec).spec == gpt2
+    with pytest.raises(ValueError, match="the gpt2 backbone builds with backbone genes b211"):
+        get_flavour("gpt2").apply(dataclasses.replace(spec, genome=Genome.parse("b112:11111-91111")))
 
 
 def test_every_liv_config_field_has_a_range_and_its_bounds_build_working_models():

@@ -27,7 +27,7 @@ from starlab.assess.protocol import (
 )
 from starlab.assess.record import Evaluation
 from starlab.genome import Genome
-from starlab.model import FLAVOURS, get_flavour
+from starlab.model import FLAVOURS, BackboneSpec, get_flavour
 from starlab.status import Status
 from starlab.tasks.algorithmic import ALGORITHMIC_TASKS, SIZES, TrainingBudget, make_algorithmic_task
 from starlab.tasks.base import Task
@@ -123,9 +123,8 @@ class AlgorithmicProtocol(Protocol):
         task = cached_task(self.task, self.size, seed if self.data_seed is None else self.data_seed)
         torch.manual_seed(seed)
         positions = task.seq_len if self.positions else None
-        model = get_flavour(self.backbone).build(
-            genome, width, task.vocab_size, self.config, tie_embeddings=False, max_positions=positions
-        )
+        spec = BackboneSpec(genome, width, task.vocab_size, self.config, tie_embeddings=False, max_positions=positions)
+        model = get_flavour(self.backbone).build(spec)
         if self.embedding_only:
             model.freeze_all_but_embeddings()
         config = self.train_config(seed, device)

@@ -22,7 +22,7 @@ from starlab.assess.protocol import (
 from starlab.assess.record import Evaluation
 from starlab.errors import Setting, SettingError
 from starlab.genome import Genome
-from starlab.model import FLAVOURS, Backbone, get_flavour, training_flops_per_token
+from starlab.model import FLAVOURS, Backbone, BackboneSpec, get_flavour, training_flops_per_token
 from starlab.model.serialization import save
 from starlab.status import Status
 from starlab.tasks.lm import LMTask, lm_task, open_corpus
@@ -126,10 +126,9 @@ class LMProtocol(Protocol):
         task = lm_task(self.data, self.seq_len, self.tokenizer, self.vocab_size, max_eval_tokens=self.max_eval_tokens)
         torch.manual_seed(seed)
         flavour = get_flavour(self.backbone)
-        model = flavour.build(
-            genome, width, task.vocab_size, self.config, tie_embeddings=not self.embedding_only,
-            max_positions=self.seq_len if flavour.learned_positions else None,
-        )  # fmt: skip
+        positions = self.seq_len if flavour.learned_positions else None
+        spec = BackboneSpec(genome, width, task.vocab_size, self.config, not self.embedding_only, positions)
+        model = flavour.build(spec)
         if self.embedding_only:
             model.freeze_all_but_embeddings()
         config = TrainConfig(

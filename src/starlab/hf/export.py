@@ -6,7 +6,6 @@ The directory loads offline with ``AutoModelForCausalLM.from_pretrained(OUT, tru
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 from safetensors.torch import save_model
@@ -34,11 +33,8 @@ def save_hf(model: Backbone, directory: str | Path, tokenizer_file: Path | None 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = StarlabConfig(
-        genome=model.genome.text(), width=model.width, vocab_size=model.vocab_size, liv_config=asdict(model.config),
-        tie_embeddings=model.head is None,
-        max_positions=model.pos_embed.num_embeddings if model.pos_embed is not None else None,
-        auto_map=AUTO_MAP, architectures=["StarlabForCausalLM"], starlab=metadata,
-    )  # fmt: skip
+        **model.spec.to_json(), auto_map=AUTO_MAP, architectures=["StarlabForCausalLM"], starlab=metadata
+    )
     config.save_pretrained(directory)
     save_model(model, str(directory / WEIGHTS), metadata=architecture_metadata(model))
     vendor(directory)

@@ -31,6 +31,7 @@ from starlab.liv.base import state_nbytes
 from starlab.liv.config import LIVConfig
 from starlab.model.backbone import Backbone
 from starlab.model.digest import check_architecture
+from starlab.model.spec import BackboneSpec
 
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 
@@ -56,6 +57,13 @@ class StarlabConfig(PretrainedConfig):
         self.hidden_size = width  # the name transformers' utilities look for
         self.num_hidden_layers = len(Genome.parse(genome).slots)
         super().__init__(**kwargs)
+
+    def backbone_spec(self) -> BackboneSpec:
+        """The architecture this config describes (checked: a bad setting is one ``ValueError``)."""
+        return BackboneSpec(
+            Genome.parse(self.genome), self.width, self.vocab_size, LIVConfig(**self.liv_config),
+            self.tie_embeddings, self.max_positions,
+        )  # fmt: skip
 
 
 def read_config(path: Path) -> StarlabConfig:
@@ -121,10 +129,7 @@ class StarlabForCausalLM(PreTrainedModel, GenerationMixin):
 
     def __init__(self, config: StarlabConfig) -> None:
         super().__init__(config)
-        self.backbone = Backbone(
-            Genome.parse(config.genome), config.width, config.vocab_size, LIVConfig(**config.liv_config),
-            tie_embeddings=config.tie_embeddings, max_positions=config.max_positions,
-        )  # fmt: skip
+        self.backbone = Backbone.from_spec(config.backbone_spec())
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, *args: Any, config: StarlabConfig | None = None, **kwargs: Any):

@@ -10,11 +10,14 @@ from starlab.model.memory import (
     check_device,
     check_largest_model_fits,
     check_model_fits,
+    check_spec_fits,
     estimate_model_bytes,
+    estimate_spec_bytes,
     largest_model_bytes,
 )
 from starlab.model.sizes import SizeReport, measured_cache_bytes, size_report, training_flops_per_token
 from starlab.model.slots import build_slots
+from starlab.model.spec import BackboneSpec
 
 __all__ = [
     "FLAVOURS",
@@ -22,6 +25,7 @@ __all__ = [
     "TRAINING_FACTOR",
     "AutoEncoder",
     "Backbone",
+    "BackboneSpec",
     "Flavour",
     "SizeReport",
     "available_bytes",
@@ -29,7 +33,9 @@ __all__ = [
     "check_device",
     "check_largest_model_fits",
     "check_model_fits",
+    "check_spec_fits",
     "estimate_model_bytes",
+    "estimate_spec_bytes",
     "get_flavour",
     "largest_model_bytes",
     "measured_cache_bytes",

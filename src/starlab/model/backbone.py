@@ -26,17 +26,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from starlab.genome import Genome
-from starlab.liv import LIVConfig, State, check_width
+from starlab.liv import LIVConfig, State
 from starlab.model.blocks import final_norm, residual_groups, slot_norms
-from starlab.model.memory import check_model_fits
+from starlab.model.memory import check_spec_fits
 from starlab.model.slots import build_slots
-from starlab.model.validation import (
-    check_genome,
-    check_liv_config,
-    check_max_positions,
-    check_tie_embeddings,
-    check_vocab_size,
-)
+from starlab.model.spec import BackboneSpec
 
 __all__ = ["INITS", "Backbone", "build_slots", "sample"]
 
@@ -50,9 +44,10 @@ SlotCall = Callable[[int, Tensor, Any], tuple[Tensor, Any]]
 class Backbone(nn.Module):
     """Language model over ``vocab_size`` tokens with the architecture of ``genome`` at ``width``.
 
-    Every argument is checked first (one-line ``ValueError``s), and a build off the meta device checks that
-    the model fits in the memory of the default device before anything is allocated
-    (:func:`starlab.model.memory.check_model_fits`). ``init`` is one of :data:`INITS`.
+    Every argument is checked first (one-line ``ValueError``s, by :class:`~starlab.model.spec.BackboneSpec`),
+    and a build off the meta device checks that the model fits in the memory of the default device before
+    anything is allocated (:func:`starlab.model.memory.check_model_fits`). ``init`` is one of :data:`INITS`.
+    ``Backbone.from_spec(spec)`` builds from the settings as one value; ``model.spec`` gives them back.
     """
 
     def __init__(
@@ -68,18 +63,13 @@ class Backbone(nn.Module):
         super().__init__()
         if init not in INITS:
             raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
-        vocab_size = check_vocab_size(vocab_size)
-        #: the canonical genome: relabelled group ids and no-op sharing build the same model
-        self.genome = genome = check_genome(genome)
-        self.width, self.vocab_size = check_width(width), vocab_size
-        self.config = check_liv_config(LIVConfig() if config is None else config)
-        tie_embeddings, max_positions = check_tie_embeddings(tie_embeddings), check_max_positions(max_positions)
+        #: the checked settings; its genome is canonical (relabelled group ids and no-op sharing build the same model)
+        self.spec = spec = BackboneSpec(genome, width, vocab_size, config, tie_embeddings, max_positions)
+        genome, width, vocab_size = spec.genome, spec.width, spec.vocab_size
+        self.genome, self.width, self.vocab_size, self.config = genome, width, vocab_size, spec.config
         device = torch.get_default_device()
         if device.type != "meta":  # a meta build (sizes only) allocates nothing; a real one must fit first
-            check_model_fits(
-                genome, width, vocab_size, device, self.config,
-                tie_embeddings=tie_embeddings, max_positions=max_positions,
-            )  # fmt: skip
+            check_spec_fits(spec, device)
         sources = genome.feature_sources()
         #: slot -> the earlier slot whose cached features it reuses (feature-group sharing)
         self.feature_source = {i: src for i, src in enumerate(sources) if src is not None and src != i}
@@ -92,12 +82,12 @@ class Backbone(nn.Module):
 
         self.embed = nn.Embedding(vocab_size, width)
         #: optional learned absolute positions (the random-transformer setting); LIVs carry their own otherwise
-        self.pos_embed = nn.Embedding(max_positions, width) if max_positions else None
+        self.pos_embed = nn.Embedding(spec.max_positions, width) if spec.max_positions else None
         #: norms[i] is the norm slot i applies (nn.Identity where it has none)
         self.norms = slot_norms(genes, len(genome), width)
         self.livs = nn.ModuleList(build_slots(genome, width, self.config))
         self.final_norm = final_norm(genes, width)
-        self.head = None if tie_embeddings else nn.Linear(width, vocab_size, bias=False)
+        self.head = None if spec.tie_embeddings else nn.Linear(width, vocab_size, bias=False)
         if init == "gpt2":
             self._init_gpt2()
             return
@@ -106,6 +96,13 @@ class Backbone(nn.Module):
         for embedding in (self.embed, self.pos_embed):
             if embedding is not None:
                 nn.init.normal_(embedding.weight, std=1.0)
+
+    @classmethod
+    def from_spec(cls, spec: BackboneSpec, init: str = "star") -> Backbone:
+        """The backbone ``spec`` describes (``init`` as for the constructor)."""
+        if not isinstance(spec, BackboneSpec):
+            raise ValueError(f"spec must be a BackboneSpec, got {type(spec).__name__}")
+        return cls(spec.genome, spec.width, spec.vocab_size, spec.config, spec.tie_embeddings, spec.max_positions, init)
 
     def _init_gpt2(self) -> None:
         """Hugging Face GPT-2's ``_init_weights``: every Linear weight and embedding N(0, 0.02), biases 0, norm

@@ -18,6 +18,7 @@ from typing import Any
 from starlab.genome import BackboneGenes, Genome
 from starlab.liv import LIVConfig
 from starlab.model.backbone import Backbone
+from starlab.model.spec import BackboneSpec
 
 
 @dataclass(frozen=True)
@@ -54,15 +55,16 @@ class Flavour:
     def config(self, config: LIVConfig) -> LIVConfig:
         return dataclasses.replace(config, **self.liv) if self.liv else config
 
-    def build(
-        self, genome: Genome, width: int, vocab_size: int, config: LIVConfig, *, tie_embeddings: bool = True,
-        max_positions: int | None = None,
-    ) -> Backbone:  # fmt: skip
-        """The backbone of ``genome`` in this flavour (``max_positions``: learned positions, as Backbone's)."""
-        return Backbone(
-            self.genome(genome), width, vocab_size, self.config(config), max_positions=max_positions,
-            tie_embeddings=tie_embeddings and not self.untied, init=self.init,
+    def apply(self, spec: BackboneSpec) -> BackboneSpec:
+        """``spec`` in this flavour: its backbone genes, LIV settings and (un)tied head."""
+        return dataclasses.replace(
+            spec, genome=self.genome(spec.genome), config=self.config(spec.config),
+            tie_embeddings=spec.tie_embeddings and not self.untied,
         )  # fmt: skip
+
+    def build(self, spec: BackboneSpec) -> Backbone:
+        """The backbone of ``spec`` in this flavour, with its initialisation."""
+        return Backbone.from_spec(self.apply(spec), init=self.init)
 
 
 FLAVOURS: dict[str, Flavour] = {

@@ -34,7 +34,6 @@ from starlab.liv import (
     ClassKey,
     LIVConfig,
     build_liv,
-    check_width,
     class_ids,
     class_key,
     meta_device,
@@ -43,13 +42,7 @@ from starlab.liv import (
 from starlab.liv.build import TooLarge
 from starlab.model.blocks import norm_params
 from starlab.model.slots import build_slots
-from starlab.model.validation import (
-    check_genome,
-    check_liv_config,
-    check_max_positions,
-    check_tie_embeddings,
-    check_vocab_size,
-)
+from starlab.model.spec import BackboneSpec, check_settings
 
 #: bytes per parameter in training, in units of the parameter itself: the weight, its gradient and AdamW's
 #: two moments (``exp_avg``, ``exp_avg_sq``), all in the parameter's dtype. Activations come on top.
@@ -189,11 +182,16 @@ def estimate_model_bytes(
 ) -> int:
     """Exact bytes of ``Backbone(genome, width, vocab_size, config, ...)`` (parameters once, buffers),
     times :data:`TRAINING_FACTOR` for the parameters with ``training``; nothing is allocated."""
-    model = _checked(genome, width, vocab_size, config, tie_embeddings, max_positions)
+    spec = BackboneSpec(genome, width, vocab_size, config, tie_embeddings, max_positions)
+    return estimate_spec_bytes(spec, training=training)
+
+
+def estimate_spec_bytes(spec: BackboneSpec, *, training: bool = False) -> int:
+    """:func:`estimate_model_bytes` of the backbone ``spec`` describes."""
     try:
-        return _exact(model).bytes(training)
+        return _exact(spec).bytes(training)
     except _OVERFLOW as error:
-        raise ValueError(_unsized(model, error)) from None
+        raise ValueError(_unsized(spec, error)) from None
 
 
 def largest_model_bytes(
@@ -211,9 +209,9 @@ def largest_model_bytes(
     its largest candidate before it starts."""
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
         raise ValueError(f"depth must be a positive integer, got {depth!r}")
-    width, vocab_size = check_width(width), check_vocab_size(vocab_size)
-    config = check_liv_config(config or LIVConfig())
-    tie_embeddings, max_positions = check_tie_embeddings(tie_embeddings), check_max_positions(max_positions)
+    width, vocab_size, config, tie_embeddings, max_positions = check_settings(
+        width, vocab_size, config, tie_embeddings, max_positions
+    )
     try:
         per_class = _class_sizes(width, config, torch.get_default_dtype())
     except _OVERFLOW as error:
@@ -245,10 +243,17 @@ def check_model_fits(
     slots are most of it, they grow with width squared``; ``to train its`` ... ``(weights, gradients and two
     AdamW moments)`` with ``training``; ``cuda:0 has M GB free`` on a GPU).
     """
-    model = _checked(genome, width, vocab_size, config, tie_embeddings, max_positions)
+    spec = BackboneSpec(genome, width, vocab_size, config, tie_embeddings, max_positions)
+    check_spec_fits(spec, device, training=training, available=available)
+
+
+def check_spec_fits(
+    spec: BackboneSpec, device: str | torch.device = "cpu", *, training: bool = False, available: int | None = None
+) -> None:
+    """:func:`check_model_fits` for the backbone ``spec`` describes (its settings are checked already)."""
     device = _device(device)
     try:  # the cached bound: microseconds, and exact unless the genome shares
-        bound = _upper(model).bytes(training)
+        bound = _upper(spec).bytes(training)
     except _OVERFLOW:
         bound = None
     if available is None:
@@ -260,14 +265,14 @@ def check_model_fits(
     if bound is not None and bound <= available:
         return
     try:
-        size = _exact(model)
+        size = _exact(spec)
     except _OVERFLOW as error:  # shapes beyond 64 bits: the embeddings alone say how far beyond
-        outer = _outer(model)
+        outer = _outer(spec)
         if outer.bytes(training) > available:
-            raise ValueError(_too_large(model, outer, training, available, device, at_least=True)) from None
-        raise ValueError(_unsized(model, error)) from None
+            raise ValueError(_too_large(spec, outer, training, available, device, at_least=True)) from None
+        raise ValueError(_unsized(spec, error)) from None
     if size.bytes(training) > available:
-        raise ValueError(_too_large(model, size, training, available, device))
+        raise ValueError(_too_large(spec, size, training, available, device))
 
 
 def check_largest_model_fits(
@@ -324,36 +329,10 @@ def format_count(n: int) -> str:
 
 
 # ---- internals ---------------------------------------------------------------------------------------------
-class _Model(NamedTuple):
-    """The checked arguments of a backbone."""
-
-    genome: Genome
-    width: int
-    vocab_size: int
-    config: LIVConfig
-    tie_embeddings: bool
-    max_positions: int | None
-
-    def embedding_params(self) -> int:
-        """Token embedding, untied head and learned positions."""
-        rows = self.vocab_size * (1 if self.tie_embeddings else 2) + (self.max_positions or 0)
-        return rows * self.width
-
-    def describe(self) -> str:
-        return f"a width-{_number(self.width)} model of {_genome_text(self.genome)} (vocab {_number(self.vocab_size)})"
-
-
-def _checked(genome, width, vocab_size, config, tie_embeddings, max_positions) -> _Model:
-    return _Model(
-        check_genome(genome), check_width(width), check_vocab_size(vocab_size), check_liv_config(config or LIVConfig()),
-        check_tie_embeddings(tie_embeddings), check_max_positions(max_positions),
-    )  # fmt: skip
-
-
-def _outer(model: _Model) -> Size:
+def _outer(spec: BackboneSpec) -> Size:
     """The backbone's own parameters around the LIVs: embedding, untied head, positions, the norms."""
-    genome = model.genome
-    return _outer_size(model.embedding_params() + norm_params(genome.backbone, len(genome), model.width))
+    genome = spec.genome
+    return _outer_size(spec.embedding_params() + norm_params(genome.backbone, len(genome), spec.width))
 
 
 def _outer_size(params: int) -> Size:
@@ -374,15 +353,15 @@ def _add(*sizes: Size) -> Size:
     return Size(*(sum(values) for values in list(zip(*sizes, strict=True))[:3]), sizes[0].dtype)
 
 
-def _exact(model: _Model) -> Size:
+def _exact(spec: BackboneSpec) -> Size:
     with meta_device():
-        livs = build_slots(model.genome, model.width, model.config)
-    return _add(_outer(model), _measure(livs))
+        livs = build_slots(spec.genome, spec.width, spec.config)
+    return _add(_outer(spec), _measure(livs))
 
 
-def _upper(model: _Model) -> Size:
-    per_class = _class_sizes(model.width, model.config, torch.get_default_dtype())
-    return _add(_outer(model), *(per_class[slot.cls] for slot in model.genome.slots))
+def _upper(spec: BackboneSpec) -> Size:
+    per_class = _class_sizes(spec.width, spec.config, torch.get_default_dtype())
+    return _add(_outer(spec), *(per_class[slot.cls] for slot in spec.genome.slots))
 
 
 @functools.lru_cache(maxsize=32)
@@ -392,6 +371,10 @@ def _class_sizes(width: int, config: LIVConfig, dtype: torch.dtype) -> dict[Clas
     keys = {class_key(genes) for genes in valid_operator_genomes()} | set(class_ids())
     with meta_device():
         return {key: _measure([build_liv(key, width, config)]) for key in keys}
+
+
+def _describe(spec: BackboneSpec) -> str:
+    return f"a width-{_number(spec.width)} model of {_genome_text(spec.genome)} (vocab {_number(spec.vocab_size)})"
 
 
 def _number(n: int) -> str:
@@ -407,7 +390,7 @@ def _where(device: torch.device) -> str:
     return "this machine has" if device.type == "cpu" else f"{device} has"
 
 
-def _too_large(model: _Model, size: Size, training: bool, available: int, device, at_least: bool = False) -> str:
+def _too_large(spec: BackboneSpec, size: Size, training: bool, available: int, device, at_least: bool = False) -> str:
     need, count = format_bytes(size.bytes(training)), format_count(size.params)
     if at_least:
         need, count = f"more than {need}", f"more than {count}"
@@ -415,19 +398,19 @@ def _too_large(model: _Model, size: Size, training: bool, available: int, device
     purpose = "to train" if training else "for"
     detail = " (weights, gradients and two AdamW moments)" if training else ""
     state = "free" if device.type != "cpu" else "available"
-    settings = "width, vocab_size and max_positions" if model.max_positions else "width and vocab_size"
-    if 2 * model.embedding_params() >= size.params:
+    settings = "width, vocab_size and max_positions" if spec.max_positions else "width and vocab_size"
+    if 2 * spec.embedding_params() >= size.params:
         part = "its embeddings are most of it"
     else:
         part = "its slots are most of it, they grow with width squared"
     return (
-        f"{model.describe()} would need {need} {purpose} its {count} {dtype} parameters{detail}; "
+        f"{_describe(spec)} would need {need} {purpose} its {count} {dtype} parameters{detail}; "
         f"{_where(device)} {format_bytes(available)} {state} ({settings} set the size; {part})"
     )
 
 
-def _unsized(model: _Model, error: BaseException) -> str:
+def _unsized(spec: BackboneSpec, error: BaseException) -> str:
     return (
-        f"{model.describe()} cannot be sized: {one_line(error)} "
+        f"{_describe(spec)} cannot be sized: {one_line(error)} "
         "(a size beyond 64 bits: check width, vocab_size and the LIV config)"
     )

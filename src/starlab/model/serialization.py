@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,8 @@ from starlab.genome import Genome
 from starlab.liv import LIVConfig, check_width
 from starlab.model.backbone import Backbone
 from starlab.model.digest import architecture_metadata, check_architecture
-from starlab.model.memory import check_device, check_model_fits
+from starlab.model.memory import check_device, check_spec_fits
+from starlab.model.spec import BackboneSpec
 from starlab.model.validation import liv_config_rules
 
 CONFIG_FILE, WEIGHTS_FILE, FORMAT, VERSION = "config.json", "model.safetensors", "starlab-model", 1
@@ -56,17 +56,7 @@ def save(model: Backbone, directory: str | Path, tokenizer_file: Path | None = N
     if not isinstance(model, Backbone):
         raise ValueError(f"save() needs a Backbone, got {type(model).__name__}")
     directory = Path(directory)
-    config = {
-        "format": FORMAT,
-        "version": VERSION,
-        "genome": model.genome.text(),
-        "width": model.width,
-        "vocab_size": model.vocab_size,
-        "tie_embeddings": model.head is None,
-        "max_positions": model.pos_embed.num_embeddings if model.pos_embed is not None else None,
-        "liv_config": asdict(model.config),
-        "metadata": metadata,
-    }
+    config = {"format": FORMAT, "version": VERSION, **model.spec.to_json(), "metadata": metadata}
     for key, value in metadata.items():
         try:
             json.dumps(value, allow_nan=False)
@@ -114,13 +104,13 @@ def load(directory: str | Path, device: str | torch.device = "cpu") -> Backbone:
         if not path.is_file():
             raise ValueError(f"{path} is not a file")
     device = check_device(device)
-    settings = parse_config(_read_json(config_path), config_path)
+    spec = parse_config(_read_json(config_path), config_path)
     try:
-        check_model_fits(**settings)  # the model the config asks for fits here (built on cpu, then moved)
+        check_spec_fits(spec)  # the model the config asks for fits here (built on cpu, then moved)
         if device.type != "cpu":
-            check_model_fits(device=device, **settings)
+            check_spec_fits(spec, device)
         with torch.device("meta"):  # shapes only: the weights file is compared before anything is allocated
-            probe = Backbone(**settings)
+            probe = Backbone.from_spec(spec)
     except ValueError as error:
         raise ValueError(f"{config_path}: {error}") from None
     except (RuntimeError, TypeError, OverflowError) as error:  # sizes beyond torch's (where memory is not known)
@@ -128,7 +118,7 @@ def load(directory: str | Path, device: str | torch.device = "cpu") -> Backbone:
     metadata = _check_header(weights_path, probe)
     check_architecture(probe, metadata, str(weights_path), CONFIG_FILE)  # shapes agree; does the architecture?
     try:
-        model = Backbone(**settings)
+        model = Backbone.from_spec(spec)
     except ValueError as error:  # the memory went elsewhere since the check above
         raise ValueError(f"{config_path}: {error}") from None
     try:
@@ -139,9 +129,9 @@ def load(directory: str | Path, device: str | torch.device = "cpu") -> Backbone:
     return model.to(device)
 
 
-def parse_config(config: Any, where: str | Path) -> dict:
-    """The Backbone arguments of a parsed ``config.json`` (``genome``, ``width``, ``vocab_size``, ``config``,
-    ``tie_embeddings``, ``max_positions``); a one-line ``ValueError`` starting with ``where`` otherwise."""
+def parse_config(config: Any, where: str | Path) -> BackboneSpec:
+    """The architecture a parsed ``config.json`` describes; a one-line ``ValueError`` starting with ``where``
+    otherwise (its keys named as the file has them, values shown as JSON)."""
 
     def bad(key: str, allowed: str, value: Any) -> ValueError:
         return ValueError(f"{where}: {key!r} must be {allowed}, got {show(value, json_style=True)}")
@@ -190,10 +180,7 @@ def parse_config(config: Any, where: str | Path) -> dict:
     liv_config = _parse_liv_config(config["liv_config"], where)
     if not isinstance(config["metadata"], dict):
         raise bad("metadata", "a JSON object", config["metadata"])
-    return {
-        "genome": genome, "width": width, "vocab_size": vocab_size, "config": liv_config,
-        "tie_embeddings": tie_embeddings, "max_positions": max_positions,
-    }  # fmt: skip
+    return BackboneSpec(genome, width, vocab_size, liv_config, tie_embeddings, max_positions)
 
 
 def _parse_liv_config(data: Any, where: str | Path) -> LIVConfig:
