@@ -317,8 +317,7 @@ def test_sigkill_then_resume_on_process_workers_loses_and_repeats_nothing_and_no
     search = Search(directory, make_executor("local"), resume=True)
     try:
         assert search.store.get_meta("finished")
-        state = steady.SteadyState(search.config, search.problem, search.objectives, search.archive,
-                                   search.evaluations, search.recorder)  # fmt: skip
+        state = steady.SteadyState(search.parts)
         state.load()
         for index, genome, told in candidates:  # a function of (seed, index, the first `told` evaluations)
             if told is not None:

@@ -26,16 +26,12 @@ from pymoo.core.population import Population
 from pymoo.core.termination import NoTermination
 from pymoo.operators.survival.rank_and_crowding import RankAndCrowding
 
-from starlab.assess import Evaluation, Objectives, Sizes, genome_sizes
+from starlab.assess import Evaluation, Sizes, genome_sizes
 from starlab.assess.ladder import rank_agreement
 from starlab.evolve.algorithms import make_algorithm
-from starlab.evolve.archive import Archive
-from starlab.evolve.config import SearchConfig
-from starlab.evolve.evaluations import Evaluations
 from starlab.evolve.operators import GenomeSampling
 from starlab.evolve.outcome import check_any_succeeded, check_not_all_failed
-from starlab.evolve.problem import GenomeProblem
-from starlab.evolve.recorder import GenerationRecorder
+from starlab.evolve.parts import LoopParts
 from starlab.evolve.surrogate import MIN_TRAINING, Surrogate, genome_features, screen
 from starlab.genome import Genome
 from starlab.status import Status
@@ -50,23 +46,15 @@ class Predicted(NamedTuple):
 
 
 class Generational:
-    """The generational loop of one run: its ``config``, genome ``problem`` (whose assess function this loop
-    becomes), ``objectives``, ``archive`` of what was told, store-first ``evaluations`` and ``recorder``."""
+    """The generational loop of one run, given its :class:`~starlab.evolve.parts.LoopParts` (this loop becomes
+    the genome problem's assess function)."""
 
-    def __init__(
-        self,
-        config: SearchConfig,
-        problem: GenomeProblem,
-        objectives: Objectives,
-        archive: Archive,
-        evaluations: Evaluations,
-        recorder: GenerationRecorder,
-    ) -> None:
-        self.config, self.problem, self.objectives, self.archive = config, problem, objectives, archive
-        self.evaluations, self.recorder = evaluations, recorder
+    def __init__(self, parts: LoopParts) -> None:
+        self.config, self.problem, self.objectives = parts.config, parts.problem, parts.objectives
+        self.archive, self.evaluations, self.recorder = parts.archive, parts.evaluations, parts.recorder
         self.problem.assess = self.assess_genomes
-        self.protocol = config.search_protocol()
-        self.width = evaluations.width
+        self.protocol = self.config.search_protocol()
+        self.width = parts.evaluations.width
         self.generation = 0
         self.promoted: dict[str, int] = {}  # this generation's promotions, per rung
         self.sizes: dict[str, Sizes] = {}  # exact sizes of genomes the surrogate has screened

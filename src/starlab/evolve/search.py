@@ -26,6 +26,7 @@ from starlab.evolve.execution import EXECUTION, Execution
 from starlab.evolve.executors import Executor
 from starlab.evolve.generational import Generational
 from starlab.evolve.outcome import SearchSummary, check_any_succeeded, summarize
+from starlab.evolve.parts import LoopParts
 from starlab.evolve.problem import GenomeProblem
 from starlab.evolve.recorder import GenerationRecorder
 from starlab.evolve.steady import SteadyState
@@ -77,6 +78,7 @@ class Search:
         self.evaluations = Evaluations(self.store, executor, config, self.width, self.execution, reporter)
         self.recorder = GenerationRecorder(self.store, self.objectives, self.problem, self.execution.keep_weights,
                                            reporter, on_generation)  # fmt: skip
+        self.parts = LoopParts(config, self.problem, self.objectives, self.archive, self.evaluations, self.recorder)
 
     @property
     def new_evaluations(self) -> int:
@@ -114,10 +116,9 @@ class Search:
         succeeded."""
         start = time.perf_counter()
         loop = SteadyState if self.config.asynchronous else Generational  # --async: a candidate per free worker
-        parts = (self.config, self.problem, self.objectives, self.archive, self.evaluations, self.recorder)
         if self.reporter:
             self.reporter.start(self.config, self.config.total_evaluations(), self.store.count_evaluations())
-        loop(*parts).run()
+        loop(self.parts).run()
         self.store.set_meta("finished", True)
         check_any_succeeded(self.store.evaluations(self.config.protocol), "in the whole run")
         return summarize(self.store, self.config, self.evaluations.new, time.perf_counter() - start)

@@ -42,14 +42,12 @@ from pymoo.core.mating import Mating
 from pymoo.core.population import Population
 from pymoo.core.termination import NoTermination
 
-from starlab.assess import Evaluation, Objectives
+from starlab.assess import Evaluation
 from starlab.evolve.algorithms import make_algorithm
-from starlab.evolve.archive import Archive
-from starlab.evolve.config import SearchConfig
-from starlab.evolve.evaluations import Evaluations, salvage
+from starlab.evolve.evaluations import salvage
 from starlab.evolve.outcome import StorageFault, check_not_all_failed
+from starlab.evolve.parts import LoopParts
 from starlab.evolve.problem import GenomeProblem
-from starlab.evolve.recorder import GenerationRecorder
 from starlab.genome import Genome
 from starlab.store import Generation, StoreError
 
@@ -153,28 +151,21 @@ def parallelism(executor) -> int:
 
 
 class SteadyState:
-    """The asynchronous loop of one run: its ``config``, genome ``problem``, ``objectives``, ``archive`` of what
-    was told, store-first ``evaluations`` (their store holds the candidate log) and ``recorder``."""
+    """The asynchronous loop of one run, given its :class:`~starlab.evolve.parts.LoopParts` (the evaluations'
+    store holds the candidate log)."""
 
-    def __init__(
-        self,
-        config: SearchConfig,
-        problem: GenomeProblem,
-        objectives: Objectives,
-        archive: Archive,
-        evaluations: Evaluations,
-        recorder: GenerationRecorder,
-    ) -> None:
-        self.config, self.problem, self.objectives, self.archive = config, problem, objectives, archive
-        self.evaluations, self.recorder, self.protocol = evaluations, recorder, config.protocol
+    def __init__(self, parts: LoopParts) -> None:
+        self.config, self.problem, self.objectives = parts.config, parts.problem, parts.objectives
+        self.archive, self.evaluations, self.recorder = parts.archive, parts.evaluations, parts.recorder
+        config, self.protocol = parts.config, parts.config.protocol
         self.algorithm = make_algorithm(
             config.algorithm, self.problem, config.population, config.seed_genomes(), config.mutation_prob,
             config.crossover_at_slots, config.elites, config.weights,
         )  # fmt: skip
         self.algorithm.setup(self.problem, termination=NoTermination(), seed=config.seed)
         self.total = config.total_evaluations()
-        self.workers = parallelism(evaluations.executor)
-        self.log = CandidateLog(evaluations.store)
+        self.workers = parallelism(parts.evaluations.executor)
+        self.log = CandidateLog(parts.evaluations.store)
         self.candidates: list[Candidate] = []
         self.hashes: list[str] = []  # the candidates' genome hashes, in order
         self.told: list[Evaluation] = []  # the search protocol's evaluations in the order they finished
