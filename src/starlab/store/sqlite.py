@@ -25,6 +25,8 @@ import sqlite3
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,9 +204,15 @@ class RunStore:
             shutil.rmtree(self._copy, ignore_errors=True)
             self._copy = None
 
-    def _count_revision(self) -> None:
-        """Every write transaction counts the store's revision up: what tells its own log from a stale one."""
-        self.db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'revision'")
+    @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: refused once the file is gone (:meth:`check_in_place`), taken at once
+        (``BEGIN IMMEDIATE``), and counting the store's revision up, which tells its own log from a stale one."""
+        self.check_in_place()
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            yield self.db
+            self.db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'revision'")
 
     # ---- metadata (the run's config) -----------------------------------------------------------------
     @_guarded
@@ -232,28 +240,22 @@ class RunStore:
 
     @_guarded
     def set_meta(self, key: str, value: Any) -> None:
-        self.check_in_place()
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
-            self._count_revision()
+        with self._writing() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
     # ---- evaluations ---------------------------------------------------------------------------------
     @_guarded
     def add_evaluation(self, evaluation: Evaluation) -> bool:
         """Store a finished evaluation; returns False (and stores nothing) if its key is already present."""
         e = evaluation
-        self.check_in_place()
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute("INSERT OR IGNORE INTO genomes VALUES (?, ?)", (e.hash, e.genome))
-            cursor = self.db.execute(
+        with self._writing() as db:
+            db.execute("INSERT OR IGNORE INTO genomes VALUES (?, ?)", (e.hash, e.genome))
+            cursor = db.execute(
                 "INSERT OR IGNORE INTO evaluations (hash, protocol, seed, width, status, quality, scores, params, "
                 "cache_bytes, seconds, worker, metrics, finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (e.hash, e.protocol, e.seed, e.width, e.status.value, e.quality, json.dumps(e.scores), e.params,
                  e.cache_bytes, e.seconds, e.worker, json.dumps(e.metrics), time.time()),
             )  # fmt: skip
-            self._count_revision()
         return cursor.rowcount == 1
 
     @_guarded
@@ -272,11 +274,9 @@ class RunStore:
     @_guarded
     def remove_failed(self) -> int:
         """Forget every failed evaluation (so that the search runs it again); returns how many there were."""
-        self.check_in_place()
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            self._count_revision()
-            return self.db.execute("DELETE FROM evaluations WHERE status = 'failed'").rowcount
+        with self._writing() as db:
+            removed = db.execute("DELETE FROM evaluations WHERE status = 'failed'").rowcount
+        return removed
 
     @_guarded
     def count_evaluations(self) -> int:
@@ -286,13 +286,10 @@ class RunStore:
     @_guarded
     def add_generation(self, generation: Generation) -> None:
         g = generation
-        self.check_in_place()
         row = (g.generation, json.dumps(g.population), json.dumps(g.front), g.hypervolume, time.time(),
                json.dumps(g.stats))  # fmt: skip
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute("INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?, ?)", row)
-            self._count_revision()
+        with self._writing() as db:
+            db.execute("INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?, ?)", row)
 
     @_guarded
     def generations(self) -> list[Generation]:
