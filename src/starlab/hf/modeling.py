@@ -95,10 +95,7 @@ def load_weights(backbone: Backbone, path: Path, config_path: Path) -> None:
         load_model(backbone, str(path), strict=True)
     except (RuntimeError, SafetensorError, OSError, ValueError) as error:
         raise ValueError(f"{path}: the weights do not match {config_path.name} ({one_line(error)})") from None
-    for name, tensor in backbone.state_dict().items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            bad = int((~torch.isfinite(tensor)).sum())
-            raise ValueError(f"{path}: {name!r} holds {bad} NaN or infinite values; a model with them computes NaN")
+    backbone.check_finite(str(path))
 
 
 class StarlabCache:

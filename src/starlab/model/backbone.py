@@ -120,6 +120,16 @@ class Backbone(nn.Module):
             if getattr(liv, "out_proj", None) is not None:
                 nn.init.normal_(liv.out_proj.weight, std=0.02 / math.sqrt(len(self.livs)))
 
+    def check_finite(self, where: str) -> None:
+        """Refuse weights holding NaN or infinite values (loaded from ``where``): a model with them computes NaN."""
+        for name, tensor in self.state_dict().items():
+            if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+                bad = int((~tensor.isfinite()).sum())
+                raise ValueError(
+                    f"{where}: {name!r} holds {bad} NaN or infinite values (a diverged training?); "
+                    "a model with them computes NaN"
+                )
+
     # ---- parallel form (training) --------------------------------------------------------------------
     def forward(self, tokens: Tensor) -> Tensor:
         """``(batch, length)`` token ids -> ``(batch, length, vocab_size)`` next-token logits."""

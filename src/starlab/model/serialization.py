@@ -67,7 +67,7 @@ def save(model: Backbone, directory: str | Path, tokenizer_file: Path | None = N
             ) from None
     text = json.dumps(config, indent=2, allow_nan=False)
     parse_config(json.loads(text), directory / CONFIG_FILE)  # what load would say; never fails for a Backbone
-    _check_finite(model, "model")
+    model.check_finite("model")
     if directory.exists() and not directory.is_dir():
         raise ValueError(f"{directory} is a file; an exported model is a directory")
     try:
@@ -125,7 +125,7 @@ def load(directory: str | Path, device: str | torch.device = "cpu") -> Backbone:
         load_model(model, str(weights_path), strict=True)
     except (RuntimeError, SafetensorError, OSError) as error:
         raise ValueError(f"{weights_path}: weights do not match {CONFIG_FILE} ({one_line(error)})") from None
-    _check_finite(model, str(weights_path))
+    model.check_finite(str(weights_path))
     return model.to(device)
 
 
@@ -269,16 +269,6 @@ def _check_header(path: Path, probe: Backbone) -> dict[str, str] | None:
         if len(present) > 1:
             raise ValueError(f"{path}: {present[0]!r} and {present[1]!r} are one shared tensor but stored twice")
     return metadata
-
-
-def _check_finite(model: Backbone, where: str) -> None:
-    for name, tensor in model.state_dict().items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            bad = int((~torch.isfinite(tensor)).sum())
-            raise ValueError(
-                f"{where}: {name!r} holds {bad} NaN or infinite values (a diverged training?); "
-                "a model with them computes NaN"
-            )
 
 
 def _json_type(value: Any) -> str:
