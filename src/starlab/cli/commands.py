@@ -302,9 +302,11 @@ def _search_settings_given(args: argparse.Namespace) -> dict:
 def _execution(args: argparse.Namespace, directory: str, resume: bool):
     """Where the run's evaluations run and what it keeps: the flags given, over the run's stored settings when
     resuming (a flag given then replaces the stored setting, is stored, and is named in a note line)."""
+    from dataclasses import fields
+
     from starlab.evolve.execution import Execution, resumed_execution
 
-    given = {name: getattr(args, name) for name in EXECUTION_FLAGS}
+    given = {setting.name: getattr(args, setting.name) for setting in fields(Execution)}  # each one is a flag
     return resumed_execution(directory, **given) if resume else Execution.resumed(None, "", **given)
 
 
@@ -313,11 +315,6 @@ def _say_replaced(replaced: dict) -> None:
     if replaced:
         changes = "; ".join(f"{flag(k, True)}{new!r} (the run's was {old!r})" for k, (new, old) in replaced.items())
         print(f"starlab: note: resuming with {changes}; stored for later resumes", file=sys.stderr)
-
-
-#: The flags of how a run executes (``starlab.evolve.execution.Execution``): stored with the run.
-EXECUTION_FLAGS = ("executor", "workers", "threads", "ray_address", "gpus", "device", "keep_weights", "report_every",
-                   "tensorboard")  # fmt: skip
 
 
 def _said(error: Exception) -> str:
